@@ -1,0 +1,58 @@
+# The node project. Two commands matter most:
+#   make sim    run a node on this PC against a real Mosquitto
+#   make test   the whole test suite (a few minutes)
+# Everything else is listed by `make help`.
+
+PYTHON  ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+RUNTIME ?= cpython
+CONFIG  ?=
+OUT     ?= broker
+BROKER_HOST ?= raspberrypi.local
+BROKER_IPS  ?=
+PORT    ?= 8883
+WS_PORT ?= 9001
+ROOM    ?=
+PYTEST_ARGS ?=
+
+.PHONY: help setup system sim test broker node clean
+
+help:
+	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json]   run a node on this PC"
+	@echo "make test                                   run every test"
+	@echo "make broker BROKER_HOST=raspberrypi.local OUT=broker/   write the Pi's broker kit"
+	@echo "make node ROOM=salon OUT=broker/            add a node to the kit, write its config.json"
+	@echo "make setup                                  system packages, virtualenv, umqtt.simple"
+
+# System packages (mosquitto, ...): installed with apt-get as root, else the command is printed.
+system:
+	@$(PYTHON) -m nodekit.system
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+.deps/umqtt/simple.py: nodekit/deps.py | $(VENV)/.installed
+	$(VPY) -m nodekit.deps
+
+setup: system $(VENV)/.installed .deps/umqtt/simple.py
+
+sim: setup
+	$(VPY) -m nodekit.sim --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG))
+
+test: setup
+	$(VPY) -m pytest host_tests $(PYTEST_ARGS)
+
+broker: $(VENV)/.installed
+	$(VPY) -m nodekit.kit broker --out $(OUT) --host $(BROKER_HOST) --ips "$(BROKER_IPS)" \
+	  --port $(PORT) --ws-port $(WS_PORT)
+
+node: $(VENV)/.installed
+	@test -n "$(ROOM)" || { echo "make node: give the room, e.g. make node ROOM=salon OUT=$(OUT)"; exit 2; }
+	$(VPY) -m nodekit.kit node --out $(OUT) --room $(ROOM)
+
+clean:
+	rm -rf .sim build .pytest_cache

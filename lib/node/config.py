@@ -1,0 +1,132 @@
+# Read config.json once at start, check every key, fill in the defaults.
+# Any problem is a ValueError whose text names the key and what was expected;
+# secrets are never echoed back.
+import json
+
+SENSORS = ("adc", "sim")
+_SECRET = ("wifi.password", "mqtt.password")
+_REQUIRED = object()
+
+
+def _fail(path, expected, value=_REQUIRED):
+    if value is _REQUIRED:
+        got = "missing"
+    elif path in _SECRET:
+        got = "got a " + type(value).__name__
+    else:
+        got = "got " + json.dumps(value)
+    raise ValueError("config: %s: expected %s, %s" % (path, expected, got))
+
+
+def _section(raw, path, known):
+    if type(raw) is not dict:
+        _fail(path, "an object {...}", raw)
+    for k in raw:
+        if k not in known:
+            raise ValueError("config: %s%s: unknown key (known: %s)"
+                             % (path + "." if path else "", k, ", ".join(known)))
+    return raw
+
+
+def _str(sec, key, path, default=_REQUIRED):
+    v = sec.get(key)
+    if v is None:
+        if default is _REQUIRED:
+            _fail(path, "a text")
+        return default
+    if type(v) is not str or not v:
+        _fail(path, "a non-empty text", v)
+    return v
+
+
+def _int(sec, key, path, lo, hi, default=_REQUIRED):
+    v = sec.get(key)
+    if v is None:
+        if default is _REQUIRED:
+            _fail(path, "an integer %d..%d" % (lo, hi))
+        return default
+    if type(v) is not int or not lo <= v <= hi:
+        _fail(path, "an integer %d..%d" % (lo, hi), v)
+    return v
+
+
+def _bool(sec, key, path, default):
+    v = sec.get(key)
+    if v is None:
+        return default
+    if type(v) is not bool:
+        _fail(path, "true or false", v)
+    return v
+
+
+def check(raw):
+    """Return a checked copy of the config with defaults filled in."""
+    _section(raw, "", ("room", "wifi", "mqtt", "period_s", "led", "sensor", "ntp"))
+    room = _str(raw, "room", "room")
+    for c in "/+#":
+        if c in room:
+            _fail("room", "a single topic level (no '/', '+' or '#')", room)
+
+    wifi = _section(raw.get("wifi"), "wifi", ("ssid", "password"))
+    wifi = {"ssid": _str(wifi, "ssid", "wifi.ssid"),
+            "password": _str(wifi, "password", "wifi.password", "")}
+
+    m = _section(raw.get("mqtt"), "mqtt",
+                 ("host", "port", "user", "password", "tls", "client_id", "keepalive"))
+    if "tls" not in m:
+        _fail("mqtt.tls", '{"ca": "ca.der"} or false (plaintext must be asked for)')
+    tls = m["tls"]
+    if tls is False:
+        tls = None
+    else:
+        _section(tls, "mqtt.tls", ("ca", "cert", "key"))
+        tls = {"ca": _str(tls, "ca", "mqtt.tls.ca"),
+               "cert": _str(tls, "cert", "mqtt.tls.cert", None),
+               "key": _str(tls, "key", "mqtt.tls.key", None)}
+        if (tls["cert"] is None) != (tls["key"] is None):
+            _fail("mqtt.tls.cert/key", "both a client certificate and its key, or neither")
+    mqtt = {"host": _str(m, "host", "mqtt.host"),
+            "port": _int(m, "port", "mqtt.port", 1, 65535, 8883 if tls else 1883),
+            "user": _str(m, "user", "mqtt.user", None),
+            "password": _str(m, "password", "mqtt.password", None),
+            "tls": tls,
+            "client_id": _str(m, "client_id", "mqtt.client_id", None),
+            # Mosquitto 2.0.12+ refuses keepalive 0 with a misleading "identifier rejected".
+            "keepalive": _int(m, "keepalive", "mqtt.keepalive", 1, 65535, 60)}
+    if mqtt["password"] is not None and mqtt["user"] is None:
+        _fail("mqtt.user", "a user name to go with mqtt.password")
+
+    period = raw.get("period_s", 5)
+    if type(period) not in (int, float) or not 0.05 <= period <= 86400:
+        _fail("period_s", "a number of seconds 0.05..86400", period)
+
+    led = _section(raw.get("led", {}), "led", ("pin", "active_low"))
+    led = {"pin": _int(led, "pin", "led.pin", 0, 255, 2),
+           "active_low": _bool(led, "active_low", "led.active_low", True)}
+
+    sensor = _section(raw.get("sensor", {}), "sensor", ("type", "pin"))
+    kind = sensor.get("type", "adc")
+    if kind not in SENSORS:
+        _fail("sensor.type", " or ".join('"%s"' % s for s in SENSORS), kind)
+    sensor = {"type": kind, "pin": _int(sensor, "pin", "sensor.pin", 0, 255, 0)}
+
+    ntp = raw.get("ntp", {})
+    if ntp is not False:
+        ntp = _section(ntp, "ntp", ("host",))
+        ntp = {"host": _str(ntp, "host", "ntp.host", mqtt["host"])}
+
+    return {"room": room, "wifi": wifi, "mqtt": mqtt, "period_ms": int(period * 1000),
+            "led": led, "sensor": sensor, "ntp": ntp or None}
+
+
+def load(path="config.json"):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise ValueError("config: cannot read %s (copy config.example.json there and edit it)" % path)
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise ValueError("config: %s is not valid JSON" % path)
+    return check(raw)

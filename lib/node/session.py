@@ -1,0 +1,129 @@
+# The MQTT session: connect over TLS with umqtt.simple, subscribe to the
+# command topics, publish, and wait on the socket for what the broker sends.
+import gc
+import random
+import select
+import sys
+import time
+
+from micropython import const
+from umqtt.simple import MQTTClient, MQTTException
+
+from node import clock, tls
+from node.log import log
+
+if "ussl" not in sys.modules:
+    try:
+        import ussl  # noqa: F401
+    except ImportError:
+        # umqtt.simple 1.3.x does `import ussl`, which MicroPython 1.22+ no longer has.
+        import ssl
+        sys.modules["ussl"] = ssl
+
+_CONNACK = {1: "unacceptable protocol version", 2: "client id rejected",
+            3: "broker unavailable", 4: "bad user name or password",
+            5: "not authorised (wrong user name or password?)"}
+_HUP = const(0x18)  # POLLHUP | POLLERR
+
+
+def describe(e, host, port):
+    """One line saying why a connection failed, in the user's terms."""
+    if isinstance(e, MQTTException):
+        rc = e.args[0] if e.args else 0
+        return "broker refused the connection: %s (CONNACK %s)" % (_CONNACK.get(rc, "code"), rc)
+    text = str(e)
+    low = text.lower()
+    if "verify" in low or "certificate" in low or "hostname" in low:
+        if not clock.is_set():
+            return "cannot check the broker's certificate: the clock is not set (%s)" % text
+        return ("broker's certificate not trusted: not signed by the configured CA, "
+                "or '%s' not in it (%s)" % (host, text))
+    if getattr(e, "errno", None) in (111, 104) or "refused" in low:
+        return "nothing accepts connections on %s:%d (broker down or wrong port?)" % (host, port)
+    if e.args and e.args[0] in (-2, -3, -202, -5):
+        return "cannot resolve broker host name '%s'" % host
+    return "connection to %s:%d failed: %s" % (host, port, text or repr(e))
+
+
+def backoff_ms(attempt, cap_ms=60000):
+    """Capped exponential backoff with jitter, so a broker restart brings no storm."""
+    d = min(cap_ms, 1000 << min(attempt, 16))
+    return d // 2 + random.getrandbits(20) % (d // 2 + 1)
+
+
+class Session:
+    def __init__(self, cfg, client_id, on_message):
+        m = cfg["mqtt"]
+        self.host = m["host"]
+        self.port = m["port"]
+        self._keepalive_ms = m["keepalive"] * 1000
+        self._on_message = on_message
+        room = cfg["room"]
+        self.t_status = ("maison/%s/status" % room).encode()
+        self.subscriptions = (b"ctrlled", ("maison/%s/led/set" % room).encode())
+        kw = {}
+        if m["tls"]:
+            files = tls.load(m["tls"])
+            if not tls.CAN_VERIFY:
+                log("tls", "this board cannot verify certificates: encrypted, but the broker is NOT authenticated")
+            kw = {"ssl": True, "ssl_params": tls.wrap_params(files, self.host)}
+        else:
+            log("mqtt", "WARNING: plaintext MQTT: password and readings cross the network in clear")
+        args = (client_id, self.host, self.port, m["user"], m["password"], m["keepalive"])
+        try:
+            self.client = MQTTClient(*args, **kw)
+        except TypeError:
+            # umqtt.simple 1.4 and 1.5 take only ssl=<SSLContext>.
+            self.client = MQTTClient(*args, ssl=tls.context(files))
+        self.client.set_callback(self._received)
+        self.client.set_last_will(self.t_status, b"offline", retain=True, qos=1)
+        self.connected = False
+        self._poll = None
+        self._last_rx = self._last_tx = self._last_ping = 0
+
+    def connect(self):
+        """Connect, subscribe and announce; raise OSError/MQTTException on failure."""
+        self.close()
+        gc.collect()  # the TLS handshake needs the largest free block we can give it
+        self.client.connect(clean_session=True)
+        for t in self.subscriptions:
+            self.client.subscribe(t)
+        self.connected = True
+        p = select.poll()
+        p.register(self.client.sock, select.POLLIN)
+        self._poll = getattr(p, "ipoll", p.poll)
+        self._last_rx = self._last_tx = self._last_ping = time.ticks_ms()
+        self.publish(self.t_status, b"online", True)
+
+    def publish(self, topic, msg, retain=False):
+        self.client.publish(topic, msg, retain)
+        self._last_tx = time.ticks_ms()
+
+    def wait(self, timeout_ms):
+        """Wait up to timeout_ms for the broker; hand on any message at once."""
+        now = time.ticks_ms()
+        half = self._keepalive_ms // 2
+        rx_idle = time.ticks_diff(now, self._last_rx)
+        if rx_idle > self._keepalive_ms * 3 // 2:
+            raise OSError("broker silent for more than 1.5 x keepalive")
+        if ((rx_idle >= half or time.ticks_diff(now, self._last_tx) >= half)
+                and time.ticks_diff(now, self._last_ping) >= half):
+            self.client.ping()  # the PINGRESP proves the broker is still there
+            self._last_tx = self._last_ping = now
+        for _, ev in self._poll(max(0, min(timeout_ms, half // 2))):
+            if ev & _HUP:
+                raise OSError("connection closed by the broker")
+            self.client.check_msg()  # raises OSError(-1) if the broker closed the socket
+            self._last_rx = time.ticks_ms()
+
+    def _received(self, topic, msg):
+        self._on_message(topic, msg)
+
+    def close(self):
+        if self.client.sock:
+            try:
+                self.client.sock.close()
+            except OSError:
+                pass
+            self.client.sock = None
+        self.connected = False

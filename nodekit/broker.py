@@ -1,0 +1,72 @@
+"""Start and stop a real Mosquitto on a kit's mosquitto.conf (tests, make sim)."""
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Mosquitto:
+    def __init__(self, conf, port, log_path):
+        self.conf = conf
+        self.port = port
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([exe, "-c", self.conf], stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        if not wait_port(self.port, timeout=timeout, proc=self.proc):
+            self.stop()
+            raise RuntimeError("mosquitto did not start; its log:\n" + self.log())
+        return self
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self._log.close()
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def mosquitto_path():
+    return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)

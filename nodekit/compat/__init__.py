@@ -1,0 +1,43 @@
+"""What MicroPython has and CPython lacks, so the board files run unchanged on the PC.
+
+This is the runtime, not the hardware (that is nodekit/simboard): the `ticks_*`
+clock, `micropython.const`, and the `usocket`/`ussl` stream sockets with
+`read`/`write` that umqtt.simple calls. Installed by nodekit.cpython_board.
+"""
+import binascii
+import struct
+import sys
+import time
+
+_TICKS_PERIOD = 1 << 30  # MicroPython's tick counters wrap here; so do ours, to catch misuse
+_TICKS_HALF = _TICKS_PERIOD // 2
+
+
+def ticks_ms():
+    return int(time.monotonic() * 1000) & (_TICKS_PERIOD - 1)
+
+
+def ticks_us():
+    return int(time.monotonic() * 1000000) & (_TICKS_PERIOD - 1)
+
+
+def ticks_add(ticks, delta):
+    return (ticks + delta) & (_TICKS_PERIOD - 1)
+
+
+def ticks_diff(end, start):
+    return ((end - start + _TICKS_HALF) & (_TICKS_PERIOD - 1)) - _TICKS_HALF
+
+
+def sleep_ms(ms):
+    time.sleep(max(0, ms) / 1000)
+
+
+def install():
+    for name, fn in (("ticks_ms", ticks_ms), ("ticks_us", ticks_us), ("ticks_add", ticks_add),
+                     ("ticks_diff", ticks_diff), ("sleep_ms", sleep_ms),
+                     ("sleep_us", lambda us: time.sleep(max(0, us) / 1e6))):
+        setattr(time, name, fn)
+    sys.modules.setdefault("ustruct", struct)
+    sys.modules.setdefault("ubinascii", binascii)
+    sys.modules.setdefault("utime", time)

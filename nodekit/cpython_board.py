@@ -1,0 +1,23 @@
+"""Run the board files under CPython: MicroPython's runtime pieces, then the board.
+
+Usage (normally through nodekit.sim): SIMBOARD_DIR=... NODE_REPO=... python -m nodekit.cpython_board
+"""
+import os
+import runpy
+import sys
+
+from nodekit import REPO, compat
+
+
+def main():
+    compat.install()
+    here = os.path.dirname(os.path.abspath(__file__))
+    # compat first (micropython, usocket, ussl), then the simulated hardware.
+    sys.path[0:1] = [os.path.join(here, "compat"), os.path.join(here, "simboard")]
+    os.environ.setdefault("NODE_REPO", str(REPO))
+    sys.argv = ["start.py"]
+    runpy.run_path(os.path.join(here, "simboard", "start.py"), run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

