@@ -1,6 +1,7 @@
 """Start and stop a real Mosquitto on a kit's mosquitto.conf (tests, make sim)."""
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -25,10 +26,22 @@ def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
     return False
 
 
+def answers_mqtt(port, host="127.0.0.1", timeout=2.0):
+    """True once a broker's main loop answers a CONNECT on a plaintext port (even with a refusal)."""
+    connect = b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02hi"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(connect)
+            return s.recv(4)[:1] == b"\x20"
+    except OSError:
+        return False
+
+
 class Mosquitto:
-    def __init__(self, conf, port, log_path):
+    def __init__(self, conf, port, log_path, plain_port=None):
         self.conf = conf
         self.port = port
+        self.plain_port = plain_port  # if given, readiness is proved by an MQTT answer there
         self.log_path = log_path
         self.proc = None
 
@@ -37,10 +50,21 @@ class Mosquitto:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([exe, "-c", self.conf], stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        if not wait_port(self.port, timeout=timeout, proc=self.proc):
+        ok = wait_port(self.port, timeout=timeout, proc=self.proc)
+        # Mosquitto opens its sockets before it installs its signal handlers: a SIGHUP
+        # in between kills it. Its first MQTT answer says the main loop is running.
+        deadline = time.monotonic() + timeout
+        while ok and self.plain_port and not answers_mqtt(self.plain_port):
+            ok = time.monotonic() < deadline and self.proc.poll() is None
+            time.sleep(0.05)
+        if not ok:
             self.stop()
             raise RuntimeError("mosquitto did not start; its log:\n" + self.log())
         return self
+
+    def reload(self):
+        """Make Mosquitto re-read its password and ACL files (as `systemctl reload` does)."""
+        self.proc.send_signal(signal.SIGHUP)
 
     def log(self):
         try:

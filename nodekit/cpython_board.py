@@ -16,7 +16,10 @@ def main():
     sys.path[0:1] = [os.path.join(here, "compat"), os.path.join(here, "simboard")]
     os.environ.setdefault("NODE_REPO", str(REPO))
     sys.argv = ["start.py"]
-    runpy.run_path(os.path.join(here, "simboard", "start.py"), run_name="__main__")
+    try:
+        runpy.run_path(os.path.join(here, "simboard", "start.py"), run_name="__main__")
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C: the simulator is stopping the board
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ class SimNode:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(3)
             except subprocess.TimeoutExpired:
@@ -170,7 +170,8 @@ def main(argv=None):
                 raise SimError("mosquitto is not installed (make setup installs it as root, or: sudo apt-get install mosquitto mosquitto-clients)")
             out, cfg_path = local_kit(work)
             s = kit.load_settings(out)
-            mosq = broker.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(work / "mosquitto.log")).start()
+            mosq = broker.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(work / "mosquitto.log"),
+                                     plain_port=s["local_port"]).start()
             with open(cfg_path) as f:
                 _print_commands(out, json.load(f))
         with open(cfg_path) as f:
