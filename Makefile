@@ -16,13 +16,14 @@ WS_PORT ?= 9001
 ROOM    ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup system sim test broker node clean
+.PHONY: help setup system sim test broker node doctor broker-install clean
 
 help:
 	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json]   run a node on this PC"
 	@echo "make test                                   run every test"
 	@echo "make broker BROKER_HOST=raspberrypi.local OUT=broker/   write the Pi's broker kit"
 	@echo "make node ROOM=salon OUT=broker/            add a node to the kit, write its config.json"
+	@echo "make doctor CONFIG=path/config.json         check everything a node meets with that config"
 	@echo "make setup                                  system packages, virtualenv, umqtt.simple"
 
 # System packages (mosquitto, ...): installed with apt-get as root, else the command is printed.
@@ -53,6 +54,10 @@ broker: $(VENV)/.installed
 node: $(VENV)/.installed
 	@test -n "$(ROOM)" || { echo "make node: give the room, e.g. make node ROOM=salon OUT=$(OUT)"; exit 2; }
 	$(VPY) -m nodekit.kit node --out $(OUT) --room $(ROOM)
+
+doctor: setup
+	@test -n "$(CONFIG)" || { echo "make doctor: give the node's config, e.g. make doctor CONFIG=broker/nodes/salon/config.json"; exit 2; }
+	$(VPY) -m nodekit.doctor --config $(CONFIG)
 
 clean:
 	rm -rf .sim build .pytest_cache
