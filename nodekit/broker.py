@@ -6,6 +6,8 @@ import socket
 import subprocess
 import time
 
+from nodekit import dbguard
+
 
 def free_port():
     with socket.socket() as s:
@@ -45,7 +47,18 @@ class Mosquitto:
         self.log_path = log_path
         self.proc = None
 
+    def persistence_file(self):
+        with open(self.conf) as f:
+            for line in f:
+                if line.startswith("persistence_location "):
+                    return os.path.join(line.split(None, 1)[1].strip(), "mosquitto.db")
+        return None
+
     def start(self, timeout=10.0):
+        # As the installed service does (ExecStartPre): a corrupt database must not stop the broker.
+        db = self.persistence_file()
+        if db:
+            dbguard.guard(db)
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([exe, "-c", self.conf], stdout=self._log, stderr=subprocess.STDOUT,
