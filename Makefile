@@ -47,9 +47,18 @@ sim: setup
 test: setup
 	$(VPY) -m pytest host_tests $(PYTEST_ARGS)
 
+# Kit options: CLIENT_CERTS=1 (require_certificate), KEY_TYPE=ec, WS_TLS=0, LOCAL_PORT=0 (no
+# localhost plaintext listener), RENEW=1 (new server certificate, same CA), NEW_CA=1.
 broker: $(VENV)/.installed
 	$(VPY) -m nodekit.kit broker --out $(OUT) --host $(BROKER_HOST) --ips "$(BROKER_IPS)" \
-	  --port $(PORT) --ws-port $(WS_PORT)
+	  --port $(PORT) --ws-port $(WS_PORT) \
+	  $(if $(CLIENT_CERTS),--client-certs $(CLIENT_CERTS)) $(if $(KEY_TYPE),--key-type $(KEY_TYPE)) \
+	  $(if $(WS_TLS),--ws-tls $(WS_TLS)) $(if $(LOCAL_PORT),--local-port $(LOCAL_PORT)) \
+	  $(if $(filter 1,$(RENEW)),--renew) $(if $(filter 1,$(NEW_CA)),--new-ca)
+
+# On the Pi, as root: install the kit under /etc/mosquitto and restart Mosquitto.
+broker-install: $(VENV)/.installed
+	$(VPY) -m nodekit.install --out $(OUT)
 
 node: $(VENV)/.installed
 	@test -n "$(ROOM)" || { echo "make node: give the room, e.g. make node ROOM=salon OUT=$(OUT)"; exit 2; }

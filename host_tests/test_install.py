@@ -1,0 +1,72 @@
+"""make broker-install: the installed files are ones Mosquitto, dropped to its own
+user, can read; nothing secret beyond what it needs is copied; anonymous is refused."""
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+
+import paho.mqtt.client as paho
+import pytest
+
+from nodekit import install, kit
+from nodekit.broker import Mosquitto, free_port
+import json
+
+
+@pytest.fixture
+def root():
+    if os.geteuid() != 0:
+        pytest.skip("broker-install runs as root")
+    try:
+        import pwd
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto user (the Debian package makes it)")
+    d = tempfile.mkdtemp(prefix="pi-root-")
+    os.chmod(d, 0o755)  # Mosquitto, once it drops to its user, must reach the files
+    yield d
+    shutil.rmtree(d)
+
+
+def test_installed_broker_reads_its_files_as_mosquitto_and_refuses_anonymous(tmp_path, root):
+    out = str(tmp_path / "kit")
+    kit.make_broker(out, host="localhost", port=free_port(), ws_port=0, local_port=free_port())
+    cfg = json.load(open(kit.add_node(out, "salon")))
+    rc = install.main(["--out", out, "--root", root, "--no-restart"])
+    assert rc == 0
+    etc = os.path.join(root, "etc/mosquitto/maison")
+    assert sorted(os.listdir(etc)) == ["acl", "ca.pem", "passwd", "server.key", "server.pem"]  # no ca.key, no nodes
+    for name in ("server.key", "passwd", "acl"):
+        st = os.stat(os.path.join(etc, name))
+        assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_uid == 0
+    conf = os.path.join(root, "etc/mosquitto/mosquitto.conf")
+    text = open(conf).read()
+    assert "user mosquitto" in text and "persistence_location %s/var/lib/mosquitto/" % root in text
+    s = kit.load_settings(out)
+    with Mosquitto(conf, s["port"], str(tmp_path / "m.log"), plain_port=s["local_port"]) as m:
+        # A client without credentials: refused (CONNACK 5), not let in.
+        assert install._anonymous_connack("localhost", s["port"], os.path.join(etc, "ca.pem"), "localhost") == 5
+        assert install.probe_anonymous_refused("localhost", s["port"], os.path.join(etc, "ca.pem"), "localhost") == 5
+        # The node's account works: Mosquitto, running as its own user, read passwd.
+        ok = []
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="t")
+        c.tls_set(ca_certs=os.path.join(etc, "ca.pem"))
+        c.username_pw_set("salon", cfg["mqtt"]["password"])
+        c.on_connect = lambda cl, u, f, rc, p: ok.append(rc)
+        c.connect("localhost", s["port"])
+        c.loop_start()
+        for _ in range(100):
+            if ok:
+                break
+            __import__("time").sleep(0.05)
+        c.loop_stop()
+        assert ok and ok[0] == 0, (ok, m.log())
+        assert "Unable to open pwfile" not in m.log()
+
+
+def test_refuses_without_root_or_kit(tmp_path, capsys):
+    rc = install.main(["--out", str(tmp_path / "nothing"), "--no-restart"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert err.startswith("broker-install: ") and ("not a broker kit" in err or "run as root" in err)

@@ -1,0 +1,148 @@
+"""Install a broker kit on the Pi (make broker-install OUT=broker/, as root).
+
+Copies what Mosquitto needs (never the CA's private key, the nodes' configs or
+the dashboard's password) to /etc/mosquitto/maison/, owned root:mosquitto and
+readable by Mosquitto's group only, writes /etc/mosquitto/mosquitto.conf (the
+original is kept once as mosquitto.conf.orig), adds the database guard that
+runs before every start, restarts the service, then proves that an anonymous
+client is refused: a broker that cannot read its files must never fall back to
+letting everyone in.
+"""
+import argparse
+import grp
+import os
+import pwd
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+
+from nodekit import REPO, kit
+
+GUARD = "usr/local/sbin/mosquitto-db-guard"
+DROPIN = "etc/systemd/system/mosquitto.service.d/maison.conf"
+SECRET = ("server.key", "passwd", "acl", "mosquitto.conf")
+
+
+class InstallError(Exception):
+    pass
+
+
+def _put(src_or_text, dest, mode, gid, text=False):
+    tmp = dest + ".new"
+    if text:
+        with open(tmp, "w") as f:
+            f.write(src_or_text)
+    else:
+        shutil.copyfile(src_or_text, tmp)
+    os.chown(tmp, 0, gid)
+    os.chmod(tmp, mode)
+    os.replace(tmp, dest)  # a cut-off install never leaves half a file
+
+
+def installed_conf(kit_dir, root, s):
+    """The kit's mosquitto.conf with paths into /etc/mosquitto/maison and /var/lib/mosquitto."""
+    etc = os.path.join(root, "etc/mosquitto/maison")
+    text = kit.render_conf(etc, s, user="mosquitto")
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("persistence_location "):
+            line = "persistence_location %s/" % os.path.join(root, "var/lib/mosquitto")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def install(kit_dir, root="/", restart=True):
+    if os.geteuid() != 0:
+        raise InstallError("run as root: sudo make broker-install OUT=%s" % kit_dir)
+    if not os.path.exists(os.path.join(kit_dir, kit.KIT_FILE)):
+        raise InstallError("%s is not a broker kit: run `make broker OUT=%s` first" % (kit_dir, kit_dir))
+    try:
+        gid = grp.getgrnam("mosquitto").gr_gid
+        uid = pwd.getpwnam("mosquitto").pw_uid
+    except KeyError:
+        raise InstallError("no 'mosquitto' user: install Mosquitto first (sudo apt install mosquitto mosquitto-clients)")
+    s = kit.load_settings(kit_dir)
+    etc = os.path.join(root, "etc/mosquitto/maison")
+    os.makedirs(etc, exist_ok=True)
+    os.chown(etc, 0, gid)
+    os.chmod(etc, 0o750)
+    files = ["ca.pem", "server.pem", "server.key", "passwd", "acl"]
+    if s.get("bridge"):
+        files.append(s["bridge"]["cafile"])
+    for name in files:
+        _put(os.path.join(kit_dir, name), os.path.join(etc, name), 0o640 if name in SECRET else 0o644, gid)
+    data = os.path.join(root, "var/lib/mosquitto")
+    os.makedirs(data, exist_ok=True)
+    os.chown(data, uid, gid)
+    conf = os.path.join(root, "etc/mosquitto/mosquitto.conf")
+    if os.path.exists(conf) and not os.path.exists(conf + ".orig"):
+        shutil.copy2(conf, conf + ".orig")
+    _put(installed_conf(kit_dir, root, s), conf, 0o640, gid, text=True)
+    guard = os.path.join(root, GUARD)
+    os.makedirs(os.path.dirname(guard), exist_ok=True)
+    _put(str(REPO / "nodekit" / "dbguard.py"), guard, 0o755, 0)
+    dropin = os.path.join(root, DROPIN)
+    os.makedirs(os.path.dirname(dropin), exist_ok=True)
+    _put("[Service]\n# A power cut must not leave a broker that refuses to start.\n"
+         "ExecStartPre=/%s /var/lib/mosquitto/mosquitto.db\n" % GUARD, dropin, 0o644, 0, text=True)
+    if restart:
+        for cmd in (["systemctl", "daemon-reload"], ["systemctl", "restart", "mosquitto"]):
+            if subprocess.run(cmd).returncode:
+                raise InstallError("`%s` failed; see: journalctl -u mosquitto -n 30" % " ".join(cmd))
+        time.sleep(1)
+        probe_anonymous_refused("localhost", s["port"], os.path.join(etc, "ca.pem"), s["host"])
+    return conf
+
+
+def probe_anonymous_refused(host, port, cafile, server_name, timeout=10.0):
+    """Connect without credentials; anything but a refusal is an error (and stops the broker)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = _anonymous_connack(host, port, cafile, server_name)
+        if answer is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if answer is None:
+        raise InstallError("Mosquitto does not answer on port %d; see: journalctl -u mosquitto -n 30" % port)
+    if answer == 0:
+        subprocess.run(["systemctl", "stop", "mosquitto"])
+        raise InstallError("Mosquitto accepted an anonymous client: stopped it. Check /etc/mosquitto/mosquitto.conf")
+    return answer
+
+
+def _anonymous_connack(host, port, cafile, server_name):
+    """The CONNACK return code for a client with no user name, or None if no answer."""
+    import socket
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.check_hostname = False  # the Pi is reached as localhost here; the CA is still checked
+    connect = b"\x10\x12\x00\x04MQTT\x04\x02\x00\x3c\x00\x06probe0"
+    try:
+        with socket.create_connection((host, port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname=server_name) as s:
+                s.sendall(connect)
+                r = s.recv(4)
+                return r[3] if len(r) == 4 and r[0] == 0x20 else None
+    except (OSError, ssl.SSLError):
+        return None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="broker-install", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="the broker kit made by make broker")
+    ap.add_argument("--root", default="/", help=argparse.SUPPRESS)  # tests install into a folder
+    ap.add_argument("--no-restart", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    try:
+        conf = install(a.out, a.root, restart=not a.no_restart)
+    except (InstallError, OSError) as e:
+        print("broker-install: %s" % e, file=sys.stderr)
+        return 1
+    print("broker-install: installed %s; anonymous clients are refused" % conf if not a.no_restart
+          else "broker-install: installed %s" % conf)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
