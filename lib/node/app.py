@@ -1,15 +1,21 @@
 # The node's main loop: a reading every period on a fixed grid, commands
-# applied the moment they arrive, reconnection when the link breaks.
+# applied the moment they arrive, and the links (Wi-Fi, broker) remade when
+# they break, without ever blocking the schedule or losing a reading.
 import sys
 import time
 from binascii import hexlify
 
 import machine
 
-from node import __version__, clock, commands, config, sensor, wifi
+from node import __version__, clock, commands, config, sensor
+from node.backlog import Backlog
 from node.led import Led
 from node.log import log
 from node.session import Session, backoff_ms, describe
+from node.wifi import Wifi
+
+LED_STATE_FILE = "led.state"  # the last commanded LED state, restored after a reboot
+_WIFI_POLL_MS = 200
 
 
 def client_id(cfg):
@@ -27,6 +33,12 @@ class Node:
         self.sensor = sensor.make(cfg["sensor"])
         self.client_id = client_id(cfg)
         self.session = Session(cfg, self.client_id, self.on_message)
+        self.backlog = Backlog(cfg["buffer"])
+        cap = cfg["backoff_max_ms"]
+        self.wifi = Wifi(cfg["wifi"], lambda attempt: backoff_ms(attempt, cap))
+        self.seq = 0
+        self.is_int = None  # the sensor's kind of number, learnt from its first reading
+        self._restore_led()
 
     # --- commands: ctrlled and maison/<room>/led/set -------------------------
     def on_message(self, topic, msg):
@@ -36,30 +48,77 @@ class Node:
                 len(msg), topic.decode())
             return
         on = not self.led.on if cmd == commands.TOGGLE else cmd == commands.ON
-        self.led.set(on)
+        if on != self.led.on:
+            self.led.set(on)
+            self._save_led()
         log("led", "%s (%s)", "on" if on else "off", topic.decode())
         self.publish_led()
 
     def publish_led(self):
         self.session.publish(self.t_led, b"1" if self.led.on else b"0", True)
 
+    def _restore_led(self):
+        try:
+            with open(LED_STATE_FILE) as f:
+                on = f.read() == "1"
+        except OSError:
+            return  # never commanded: off, as at power-on
+        self.led.set(on)
+        log("led", "%s (restored after reset)", "on" if on else "off")
+
+    def _save_led(self):
+        # Written only when a command changes the LED, so the flash does not wear.
+        try:
+            with open(LED_STATE_FILE, "w") as f:
+                f.write("1" if self.led.on else "0")
+        except OSError as e:
+            log("led", "cannot save the LED state (%s)", e)
+
     # --- readings -------------------------------------------------------------
-    def report(self):
-        value = self.sensor.read()
-        text = ("%d" if type(value) is int else "%.2f") % value
-        if not self.session.connected:
-            log("read", "%s not sent: not connected", text)
+    def take_reading(self):
+        try:
+            value = self.sensor.read()
+        except Exception as e:  # a faulty sensor skips this reading, not the loop
+            log("read", "sensor error: %r; reading skipped", e)
             return
-        self.session.publish(self.t_value, text.encode())
-        log("read", "%s -> %s", text, self.t_value.decode())
+        if self.is_int is None:
+            self.is_int = type(value) is int
+        self.seq += 1
+        if self.backlog.push(value, time.ticks_ms(), self.seq):
+            log("read", "buffer full (%d readings): oldest dropped, %d dropped so far",
+                self.backlog.size, self.backlog.dropped)
+        if not self.session.connected:
+            log("read", "%s kept (%d waiting): not connected", self._text(value), self.backlog.count)
+
+    def _text(self, value):
+        return "%d" % value if self.is_int else "%.2f" % value
+
+    def deliver(self):
+        """Publish waiting readings, oldest first, QoS 1: each is dropped from the
+        backlog only once the broker has acknowledged it."""
+        b = self.backlog
+        while b.count and self.session.connected:
+            value, ticks, seq = b.oldest()
+            text = self._text(value)
+            if self.cfg["payload"] == "json":
+                payload = '{"value": %s, "seq": %d, "age_ms": %d}' % (
+                    text, seq, time.ticks_diff(time.ticks_ms(), ticks))
+            else:
+                payload = text
+            self.session.publish(self.t_value, payload.encode(), False, 1)
+            b.pop()
+            log("read", "%s -> %s%s", text, self.t_value.decode(),
+                " (late, %d waiting)" % b.count if b.count else "")
 
     # --- connection -------------------------------------------------------------
     def try_connect(self):
         s = self.session
         try:
-            s.connect()
-            log("mqtt", "connected to %s:%d as %s", s.host, s.port, self.client_id)
+            resumed = s.connect()
+            log("mqtt", "connected to %s:%d as %s (%s session)", s.host, s.port, self.client_id,
+                "resumed" if resumed else "new")
             self.publish_led()
+            self.deliver()
             return True
         except Exception as e:  # any failure of the link or the broker: say why, retry later
             s.close()
@@ -68,53 +127,61 @@ class Node:
 
     def run(self):
         period = self.cfg["period_ms"]
+        cap = self.cfg["backoff_max_ms"]
         attempt = 0
         retry_at = time.ticks_ms()
-        t_next = None  # the grid starts after the first connection attempt
+        t_next = time.ticks_ms()
+        clock_done = False
         while True:
             now = time.ticks_ms()
-            if not self.session.connected and time.ticks_diff(now, retry_at) >= 0:
+            due = time.ticks_diff(t_next, now)
+            if due <= 0:
+                self.take_reading()
+                # Next slot on the grid t0 + k*period; slots missed in a stall are skipped.
+                t_next = time.ticks_add(t_next, period * (1 + (-due) // period))
+                if self.session.connected:
+                    try:
+                        self.deliver()
+                    except Exception as e:
+                        self._lost(e)
+                        retry_at = time.ticks_ms()
+                continue
+            if not self.wifi.up():
+                if self.session.connected:
+                    self.session.close()
+                    log("mqtt", "disconnected: no Wi-Fi")
+                time.sleep_ms(min(due, _WIFI_POLL_MS))
+                continue
+            if not clock_done:
+                clock_done = True
+                if self.cfg["ntp"] and self.cfg["mqtt"]["tls"]:
+                    clock.sync(self.cfg["ntp"]["host"])
+                continue
+            if not self.session.connected:
+                if time.ticks_diff(now, retry_at) < 0:
+                    time.sleep_ms(min(due, time.ticks_diff(retry_at, now)))
+                    continue
                 if self.try_connect():
                     attempt = 0
                 else:
-                    delay = backoff_ms(attempt)
+                    delay = backoff_ms(attempt, cap)
                     attempt += 1
                     retry_at = time.ticks_add(time.ticks_ms(), delay)
                     log("mqtt", "next attempt in %d.%d s", delay // 1000, delay % 1000 // 100)
-                if t_next is None:
-                    t_next = time.ticks_ms()
-                now = time.ticks_ms()
-            due = time.ticks_diff(t_next, now)
-            if due <= 0:
-                self.report()
-                # Next slot on the grid t0 + k*period; slots missed in a stall are skipped.
-                t_next = time.ticks_add(t_next, period * (1 + (-due) // period))
                 continue
-            if self.session.connected:
-                try:
-                    self.session.wait(due)
-                except Exception as e:
-                    self.session.close()
-                    log("mqtt", "connection lost: %s", describe(e, self.session.host, self.session.port))
-                    retry_at = time.ticks_ms()
-            else:
-                time.sleep_ms(max(0, min(due, time.ticks_diff(retry_at, now))))
+            try:
+                self.session.wait(due)
+            except Exception as e:
+                self._lost(e)
+                retry_at = time.ticks_ms()
 
-
-def start_wifi(cfg):
-    attempt = 0
-    while True:
-        try:
-            return wifi.connect(cfg["wifi"])
-        except OSError as e:
-            delay = backoff_ms(attempt, 30000)
-            attempt += 1
-            log("wifi", "%s; retrying in %d s", e.args[0] if e.args else e, delay // 1000)
-            time.sleep_ms(delay)
+    def _lost(self, e):
+        self.session.close()
+        log("mqtt", "connection lost: %s", describe(e, self.session.host, self.session.port))
 
 
 def main(path="config.json"):
-    log("boot", "node %s, MicroPython-compatible runtime on %s", __version__, sys.platform)
+    log("boot", "node %s on %s", __version__, sys.platform)
     try:
         cfg = config.load(path)
         node = Node(cfg)
@@ -124,7 +191,4 @@ def main(path="config.json"):
         log("conf", "node not started: fix config.json, then reset the board")
         return
     log("boot", "room '%s', reading every %d ms, LED on pin %d", cfg["room"], cfg["period_ms"], cfg["led"]["pin"])
-    start_wifi(cfg)
-    if cfg["ntp"] and cfg["mqtt"]["tls"]:
-        clock.sync(cfg["ntp"]["host"])
     node.run()

@@ -61,7 +61,8 @@ def _bool(sec, key, path, default):
 
 def check(raw):
     """Return a checked copy of the config with defaults filled in."""
-    _section(raw, "", ("room", "wifi", "mqtt", "period_s", "led", "sensor", "ntp"))
+    _section(raw, "", ("room", "wifi", "mqtt", "period_s", "led", "sensor", "ntp",
+                       "buffer", "payload", "backoff_max_s"))
     room = _str(raw, "room", "room")
     for c in "/+#":
         if c in room:
@@ -115,8 +116,16 @@ def check(raw):
         ntp = _section(ntp, "ntp", ("host",))
         ntp = {"host": _str(ntp, "host", "ntp.host", mqtt["host"])}
 
+    payload = raw.get("payload", "plain")
+    if payload not in ("plain", "json"):
+        _fail("payload", '"plain" or "json"', payload)
+
     return {"room": room, "wifi": wifi, "mqtt": mqtt, "period_ms": int(period * 1000),
-            "led": led, "sensor": sensor, "ntp": ntp or None}
+            "led": led, "sensor": sensor, "ntp": ntp or None,
+            # Readings kept while disconnected: 5 minutes' worth at the default period.
+            "buffer": _int(raw, "buffer", "buffer", 1, 10000, 60),
+            "payload": payload,
+            "backoff_max_ms": 1000 * _int(raw, "backoff_max_s", "backoff_max_s", 1, 3600, 60)}
 
 
 def load(path="config.json"):

@@ -3,10 +3,12 @@
 import gc
 import random
 import select
+import socket
 import sys
 import time
 
 from micropython import const
+import umqtt.simple
 from umqtt.simple import MQTTClient, MQTTException
 
 from node import clock, tls
@@ -24,6 +26,37 @@ _CONNACK = {1: "unacceptable protocol version", 2: "client id rejected",
             3: "broker unavailable", 4: "bad user name or password",
             5: "not authorised (wrong user name or password?)"}
 _HUP = const(0x18)  # POLLHUP | POLLERR
+SOCKET_TIMEOUT_S = 10  # bounds connect, the TLS handshake and every wait for an answer
+
+
+class _TimedSockets:
+    """Stands in for umqtt.simple's `socket` module: every socket it makes gets a
+    timeout before connect(), so no connect or TLS handshake can hang. (umqtt
+    1.3.x has no timeout argument; the socket is also kept to re-arm it later,
+    since umqtt's wait_msg() sets it back to blocking.)"""
+
+    def __init__(self, real):
+        self._real = real
+        self.last = None
+
+    def socket(self, *args):
+        s = self._real.socket(*args)
+        s.settimeout(SOCKET_TIMEOUT_S)
+        self.last = s
+        return s
+
+    def getaddrinfo(self, *args):
+        return self._real.getaddrinfo(*args)
+
+
+_sockets = _TimedSockets(umqtt.simple.socket)
+umqtt.simple.socket = _sockets
+
+
+def backoff_ms(attempt, cap_ms=60000):
+    """Capped exponential backoff with jitter, so a broker restart brings no storm."""
+    d = min(cap_ms, 1000 << min(attempt, 16))
+    return d // 2 + random.getrandbits(20) % (d // 2 + 1)
 
 
 def describe(e, host, port):
@@ -38,17 +71,14 @@ def describe(e, host, port):
             return "cannot check the broker's certificate: the clock is not set (%s)" % text
         return ("broker's certificate not trusted: not signed by the configured CA, "
                 "or '%s' not in it (%s)" % (host, text))
-    if getattr(e, "errno", None) in (111, 104) or "refused" in low:
+    errno = getattr(e, "errno", None) or (e.args[0] if e.args and type(e.args[0]) is int else None)
+    if errno in (111, 104) or "refused" in low:
         return "nothing accepts connections on %s:%d (broker down or wrong port?)" % (host, port)
-    if e.args and e.args[0] in (-2, -3, -202, -5):
+    if errno in (110, 116) or "timed out" in low:
+        return "no answer from %s:%d within %d s" % (host, port, SOCKET_TIMEOUT_S)
+    if errno in (-2, -3, -202, -5):
         return "cannot resolve broker host name '%s'" % host
     return "connection to %s:%d failed: %s" % (host, port, text or repr(e))
-
-
-def backoff_ms(attempt, cap_ms=60000):
-    """Capped exponential backoff with jitter, so a broker restart brings no storm."""
-    d = min(cap_ms, 1000 << min(attempt, 16))
-    return d // 2 + random.getrandbits(20) % (d // 2 + 1)
 
 
 class Session:
@@ -79,24 +109,41 @@ class Session:
         self.client.set_last_will(self.t_status, b"offline", retain=True, qos=1)
         self.connected = False
         self._poll = None
+        self._raw = None
         self._last_rx = self._last_tx = self._last_ping = 0
 
+    def _arm(self):
+        # umqtt's wait_msg() leaves the socket blocking: bound the next wait again.
+        # (MicroPython's SSLSocket has no settimeout; its raw socket's timeout holds.)
+        s = self.client.sock
+        (s.settimeout if hasattr(s, "settimeout") else self._raw.settimeout)(SOCKET_TIMEOUT_S)
+
     def connect(self):
-        """Connect, subscribe and announce; raise OSError/MQTTException on failure."""
+        """Connect, subscribe if the broker kept no session, announce; raise on failure.
+
+        The session is persistent (clean_session=False, QoS 1 subscriptions): the
+        broker keeps commands sent while the node was away and hands them over
+        on return. Subscribing only when it has no session for us also means a
+        retained command is not applied again at every reconnect."""
         self.close()
         gc.collect()  # the TLS handshake needs the largest free block we can give it
-        self.client.connect(clean_session=True)
-        for t in self.subscriptions:
-            self.client.subscribe(t)
+        resumed = self.client.connect(clean_session=False)
+        self._raw = _sockets.last
         self.connected = True
+        if not resumed:
+            for t in self.subscriptions:
+                self._arm()
+                self.client.subscribe(t, 1)
         p = select.poll()
         p.register(self.client.sock, select.POLLIN)
         self._poll = getattr(p, "ipoll", p.poll)
         self._last_rx = self._last_tx = self._last_ping = time.ticks_ms()
         self.publish(self.t_status, b"online", True)
+        return resumed
 
-    def publish(self, topic, msg, retain=False):
-        self.client.publish(topic, msg, retain)
+    def publish(self, topic, msg, retain=False, qos=0):
+        self._arm()
+        self.client.publish(topic, msg, retain, qos)
         self._last_tx = time.ticks_ms()
 
     def wait(self, timeout_ms):
@@ -108,6 +155,7 @@ class Session:
             raise OSError("broker silent for more than 1.5 x keepalive")
         if ((rx_idle >= half or time.ticks_diff(now, self._last_tx) >= half)
                 and time.ticks_diff(now, self._last_ping) >= half):
+            self._arm()
             self.client.ping()  # the PINGRESP proves the broker is still there
             self._last_tx = self._last_ping = now
         for _, ev in self._poll(max(0, min(timeout_ms, half // 2))):
