@@ -16,6 +16,7 @@ from node.wifi import Wifi
 
 LED_STATE_FILE = "led.state"  # the last commanded LED state, restored after a reboot
 _WIFI_POLL_MS = 200
+_LINK_CHECK_MS = 1000  # how often an idle node looks at its Wi-Fi link
 
 
 def client_id(cfg):
@@ -170,7 +171,7 @@ class Node:
                     log("mqtt", "next attempt in %d.%d s", delay // 1000, delay % 1000 // 100)
                 continue
             try:
-                self.session.wait(due)
+                self.session.wait(min(due, _LINK_CHECK_MS))
             except Exception as e:
                 self._lost(e)
                 retry_at = time.ticks_ms()
