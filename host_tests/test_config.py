@@ -73,7 +73,7 @@ BAD = [
     ({"period_s": 0}, None, "config: period_s: expected a number of seconds 0.05..86400, got 0"),
     ({"led.active_low": "yes"}, None, 'config: led.active_low: expected true or false, got "yes"'),
     ({"sensor.type": "dht22"}, None, 'config: sensor.type: expected "adc" or "sim", got "dht22"'),
-    ({"perod_s": 5}, None, "config: perod_s: unknown key (known: room, wifi, mqtt, period_s, led, sensor, ntp, buffer, payload, backoff_max_s)"),
+    ({"perod_s": 5}, None, "config: perod_s: unknown key (known: room, wifi, mqtt, period_s, led, sensor, ntp, buffer, payload, backoff_max_s, stats_s, watchdog_s)"),
     ({"mqtt.tls.capath": "x"}, None, "config: mqtt.tls.capath: unknown key (known: ca, cert, key)"),
 ]
 

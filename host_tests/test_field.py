@@ -96,3 +96,87 @@ def test_reboot_restores_the_last_commanded_led(broker, start_node, runtime):
     again = start_node(cfg, runtime, name="again")
     again.wait_log(r"led   on \(restored after reset\)")
     assert again.led_on() is True
+
+
+def test_garbage_burst_is_ignored_quietly(broker, start_node, runtime):
+    w = broker.witness("maison/salon/led", "maison/salon/stats")
+    node = start_node(broker.node_config(period_s=60, stats_s=1), runtime)
+    w.next("maison/salon/led")
+    payloads = [b"", b"\x00\xff" * 10, b"\xc3\x28", b"x" * 65536, b"allume la lumiere"] + [b"n%d" % i for i in range(2000)]
+    for p in payloads:
+        w.c.publish("ctrlled", p, qos=0)
+    w.publish("ctrlled", b"1")
+    assert w.next("maison/salon/led", where=lambda m: m[1] == b"1", timeout=60)
+    stats = w.next("maison/salon/stats", where=lambda m: json.loads(m[1])["ignored"] == len(payloads), timeout=30)
+    assert json.loads(stats[1])["commands"] == 1
+    assert node.log().count("cmd   ignored") < 20  # rate-limited, not 2005 lines
+    assert node.led_on() is True and "Traceback" not in node.log()
+
+
+def test_sensor_failure_skips_readings_and_is_counted(broker, start_node, runtime):
+    w = broker.witness("maison/salon/valeur", "maison/salon/stats")
+    cfg = broker.node_config(period_s=0.3, sensor__type="adc", stats_s=1)
+    node = start_node(cfg, runtime)
+    (node.sim.board_dir / "adc0").write_text("1234")
+    assert w.next("maison/salon/valeur", where=lambda m: m[1] == b"1234")
+    (node.sim.board_dir / "adc0").write_text("error")
+    node.wait_log(r"read  sensor error: OSError\(5")
+    (node.sim.board_dir / "adc0").write_text("4321")
+    assert w.next("maison/salon/valeur", where=lambda m: m[1] == b"4321")
+    assert w.next("maison/salon/stats", where=lambda m: json.loads(m[1])["sensor_errors"] >= 1)
+
+
+def test_watchdog_resets_a_hung_node_but_not_an_outage(broker, start_node, runtime):
+    cfg = broker.node_config(period_s=0.3, sensor__type="adc", watchdog_s=3)
+    w = broker.witness("maison/salon/stats")
+    node = start_node(cfg, runtime)
+    node.wait_log(r"mqtt  connected")
+    # An outage longer than the watchdog's timeout: no reset.
+    broker.mosq.stop()
+    time.sleep(5)
+    node.sim.poll()
+    assert node.sim.watchdog_resets == 0
+    broker.mosq.start()
+    # A hung sensor read stalls the loop: the watchdog resets the board, which starts again.
+    (node.sim.board_dir / "adc0").write_text("hang")
+    node.wait_log(r"board reset by the watchdog", timeout=20)
+    (node.sim.board_dir / "adc0").write_text("100")
+    node.wait_log(r"reset cause: wdt")
+    stats = broker.witness("maison/salon/stats").next("maison/salon/stats",
+                                                        where=lambda m: json.loads(m[1])["reset_cause"] == "wdt")
+    assert stats
+
+
+def test_safe_mode_file_keeps_the_node_off(broker, start_node, runtime):
+    cfg = broker.node_config()
+    (cfg.parent / "SAFEMODE").write_text("")
+    node = start_node(cfg, runtime)
+    node.wait_log(r"boot  safe mode: the SAFEMODE file is present")
+    for _ in range(100):
+        if not node.alive():
+            break
+        time.sleep(0.05)
+    assert node.sim.proc.returncode == 3  # main.py returned: the REPL is free
+    assert "mqtt" not in node.log()
+
+
+def test_second_client_with_the_same_id_is_noticed(broker, start_node, runtime):
+    import paho.mqtt.client as paho
+    cfg = broker.node_config(period_s=60)
+    node = start_node(cfg, runtime)
+    m = node.wait_log(r"connected to \S+ as (\S+)")
+    creds = json.loads(cfg.read_text())["mqtt"]
+    # A second board flashed with the same client id (and account): reconnects as eagerly.
+    twin = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=m.group(1), clean_session=False,
+                       reconnect_on_failure=True)
+    twin.tls_set(ca_certs=broker.ca)
+    twin.username_pw_set(creds["user"], creds["password"])
+    twin.reconnect_delay_set(1, 1)
+    twin.connect("localhost", broker.port)
+    twin.loop_start()
+    try:
+        node.wait_log(r"is another client using the id '%s'\?" % m.group(1), timeout=90)
+    finally:
+        twin.loop_stop()
+        twin.disconnect()
+    assert node.alive() and "Traceback" not in node.log()

@@ -87,8 +87,14 @@ class SimNode:
         self.extra_env = env or {}
         self.proc = None
         self.resets = 0
+        self.watchdog_resets = 0
 
-    def start(self):
+    def start(self, cause=1):
+        """Power the board on (cause: machine.PWRON_RESET=1, WDT_RESET=3, SOFT_RESET=5)."""
+        (self.board_dir / "reset_cause").write_text(str(cause))
+        wdt = self.board_dir / "wdt"
+        if wdt.exists():
+            wdt.unlink()
         argv, env = node_command(self.runtime, self.heap)
         env = dict(os.environ, SIMBOARD_DIR=str(self.board_dir), **env, **self.extra_env)
         self.proc = subprocess.Popen(argv, cwd=self.config_path.parent, env=env, stdout=self.output,
@@ -103,9 +109,35 @@ class SimNode:
         rc = self.proc.poll()
         if rc == RESET_EXIT:
             self.resets += 1
-            self.start()
+            self.start(cause=5)
+            return None
+        if rc is None and self.watchdog_expired():
+            self._kill()
+            self.resets += 1
+            self.watchdog_resets += 1
+            if self.output:
+                self.output.write(b"         board reset by the watchdog\n")
+                self.output.flush()
+            else:
+                print("         board reset by the watchdog", flush=True)
+            self.start(cause=3)
             return None
         return rc
+
+    def watchdog_expired(self):
+        wdt = self.board_dir / "wdt"
+        try:
+            timeout_s = int(wdt.read_text()) / 1000
+            return time.time() - wdt.stat().st_mtime > timeout_s + 0.5
+        except (OSError, ValueError):
+            return False
+
+    def _kill(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL) if self.output else self.proc.kill()
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

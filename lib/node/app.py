@@ -1,6 +1,7 @@
 # The node's main loop: a reading every period on a fixed grid, commands
 # applied the moment they arrive, and the links (Wi-Fi, broker) remade when
 # they break, without ever blocking the schedule or losing a reading.
+import gc
 import sys
 import time
 from binascii import hexlify
@@ -12,11 +13,16 @@ from node.backlog import Backlog
 from node.led import Led
 from node.log import log
 from node.session import Session, backoff_ms, describe
+from node.stats import Stats
 from node.wifi import Wifi
 
 LED_STATE_FILE = "led.state"  # the last commanded LED state, restored after a reboot
 _WIFI_POLL_MS = 200
 _LINK_CHECK_MS = 1000  # how often an idle node looks at its Wi-Fi link
+_QUIET_MS = 1000       # at most one "ignored" line per second, however much garbage comes
+_SHORT_LIFE_MS = 30000  # a connection the broker closes sooner hints at a duplicate client id
+_MEMORY_RESETS = 5     # consecutive MemoryErrors before a controlled reset
+SAFE_MODE_FILE = "SAFEMODE"
 
 
 def client_id(cfg):
@@ -37,17 +43,32 @@ class Node:
         self.backlog = Backlog(cfg["buffer"])
         cap = cfg["backoff_max_ms"]
         self.wifi = Wifi(cfg["wifi"], lambda attempt: backoff_ms(attempt, cap))
+        self.stats = Stats()
+        self.t_stats = ("maison/%s/stats" % room).encode()
         self.seq = 0
         self.is_int = None  # the sensor's kind of number, learnt from its first reading
+        self._quiet_until = time.ticks_ms()
+        self._suppressed = 0
+        self._connected_at = None
+        self._short_lives = 0
+        self._memory_errors = 0
         self._restore_led()
 
     # --- commands: ctrlled and maison/<room>/led/set -------------------------
     def on_message(self, topic, msg):
         cmd = commands.parse(msg)
         if cmd is None:
-            log("cmd", "ignored %d bytes on %s: expected 1/0, on/off, true/false or toggle",
-                len(msg), topic.decode())
+            self.stats.ignored += 1
+            now = time.ticks_ms()
+            if time.ticks_diff(now, self._quiet_until) < 0:
+                self._suppressed += 1
+                return
+            self._quiet_until = time.ticks_add(now, _QUIET_MS)
+            log("cmd", "ignored %d bytes on %s: expected 1/0, on/off, true/false or toggle%s",
+                len(msg), topic.decode(), " (%d more ignored)" % self._suppressed if self._suppressed else "")
+            self._suppressed = 0
             return
+        self.stats.commands += 1
         on = not self.led.on if cmd == commands.TOGGLE else cmd == commands.ON
         if on != self.led.on:
             self.led.set(on)
@@ -80,6 +101,7 @@ class Node:
         try:
             value = self.sensor.read()
         except Exception as e:  # a faulty sensor skips this reading, not the loop
+            self.stats.sensor_errors += 1
             log("read", "sensor error: %r; reading skipped", e)
             return
         if self.is_int is None:
@@ -108,23 +130,58 @@ class Node:
                 payload = text
             self.session.publish(self.t_value, payload.encode(), False, 1)
             b.pop()
+            self.stats.sent += 1
             log("read", "%s -> %s%s", text, self.t_value.decode(),
                 " (late, %d waiting)" % b.count if b.count else "")
 
     # --- connection -------------------------------------------------------------
+    def publish_stats(self):
+        self.session.publish(self.t_stats, self.stats.as_json(self.backlog, self.wifi.losses).encode(), True)
+
     def try_connect(self):
         s = self.session
         try:
             resumed = s.connect()
             log("mqtt", "connected to %s:%d as %s (%s session)", s.host, s.port, self.client_id,
                 "resumed" if resumed else "new")
+            if self._connected_at is not None:
+                self.stats.reconnects += 1
+            self._connected_at = time.ticks_ms()
+            self._memory_errors = 0
             self.publish_led()
+            self.publish_stats()
             self.deliver()
             return True
         except Exception as e:  # any failure of the link or the broker: say why, retry later
             s.close()
+            self._failed(e)
             log("mqtt", "%s", describe(e, s.host, s.port))
             return False
+
+    def _failed(self, e):
+        if isinstance(e, MemoryError):
+            # Survived: collect and retry; only a run of them ends in a controlled reset.
+            self.stats.memory_errors += 1
+            self._memory_errors += 1
+            gc.collect()
+            if self._memory_errors >= _MEMORY_RESETS:
+                log("boot", "out of memory %d times in a row: resetting", self._memory_errors)
+                machine.reset()
+
+    def _lost(self, e):
+        self.session.close()
+        self._failed(e)
+        log("mqtt", "connection lost: %s", describe(e, self.session.host, self.session.port))
+        # The broker drops an older connection when another client connects with the
+        # same id; two such clients knock each other off in turn.
+        lived = time.ticks_diff(time.ticks_ms(), self._connected_at or 0)
+        if "closed" in str(e) or (e.args and e.args[0] == -1):
+            self._short_lives = self._short_lives + 1 if lived < _SHORT_LIFE_MS else 0
+            if self._short_lives >= 3:
+                self.stats.id_conflicts += 1
+                log("mqtt", "the broker keeps closing our connection right after connecting: "
+                    "is another client using the id '%s'? (%d times)", self.client_id, self.stats.id_conflicts)
+                self._short_lives = 0
 
     def run(self):
         period = self.cfg["period_ms"]
@@ -132,9 +189,22 @@ class Node:
         attempt = 0
         retry_at = time.ticks_ms()
         t_next = time.ticks_ms()
+        t_stats = time.ticks_add(t_next, self.cfg["stats_ms"])
         clock_done = False
+        # Fed only when the loop comes round: a hang anywhere resets the board, while
+        # Wi-Fi or broker outages (which the loop rides out) never do.
+        wdt = machine.WDT(timeout=self.cfg["watchdog_ms"])
         while True:
+            wdt.feed()
             now = time.ticks_ms()
+            if self.session.connected and time.ticks_diff(now, t_stats) >= 0:
+                t_stats = time.ticks_add(t_stats, self.cfg["stats_ms"])
+                try:
+                    self.publish_stats()
+                except Exception as e:
+                    self._lost(e)
+                    retry_at = time.ticks_ms()
+                continue
             due = time.ticks_diff(t_next, now)
             if due <= 0:
                 self.take_reading()
@@ -176,13 +246,28 @@ class Node:
                 self._lost(e)
                 retry_at = time.ticks_ms()
 
-    def _lost(self, e):
-        self.session.close()
-        log("mqtt", "connection lost: %s", describe(e, self.session.host, self.session.port))
+
+
+def safe_mode():
+    """Start without the node: a SAFEMODE file on the board, or the BOOT/FLASH button
+    (GPIO0) held down at reset. Nothing in config.json or lib/ can then lock a person out."""
+    try:
+        open(SAFE_MODE_FILE).close()
+        return "the %s file is present (delete it and reset)" % SAFE_MODE_FILE
+    except OSError:
+        pass
+    if sys.platform in ("esp8266", "esp32"):
+        if machine.Pin(0, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0:
+            return "the BOOT/FLASH button was held"
+    return None
 
 
 def main(path="config.json"):
-    log("boot", "node %s on %s", __version__, sys.platform)
+    log("boot", "node %s on %s, reset cause: %s", __version__, sys.platform, Stats().reset_cause)
+    why = safe_mode()
+    if why:
+        log("boot", "safe mode: %s; node not started, REPL free", why)
+        return
     try:
         cfg = config.load(path)
         node = Node(cfg)

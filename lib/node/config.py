@@ -62,7 +62,7 @@ def _bool(sec, key, path, default):
 def check(raw):
     """Return a checked copy of the config with defaults filled in."""
     _section(raw, "", ("room", "wifi", "mqtt", "period_s", "led", "sensor", "ntp",
-                       "buffer", "payload", "backoff_max_s"))
+                       "buffer", "payload", "backoff_max_s", "stats_s", "watchdog_s"))
     room = _str(raw, "room", "room")
     for c in "/+#":
         if c in room:
@@ -125,7 +125,10 @@ def check(raw):
             # Readings kept while disconnected: 5 minutes' worth at the default period.
             "buffer": _int(raw, "buffer", "buffer", 1, 10000, 60),
             "payload": payload,
-            "backoff_max_ms": 1000 * _int(raw, "backoff_max_s", "backoff_max_s", 1, 3600, 60)}
+            "backoff_max_ms": 1000 * _int(raw, "backoff_max_s", "backoff_max_s", 1, 3600, 60),
+            "stats_ms": 1000 * _int(raw, "stats_s", "stats_s", 1, 86400, 60),
+            # Longer than the slowest step: connect + TLS handshake + subscribes, 10 s each at most.
+            "watchdog_ms": 1000 * _int(raw, "watchdog_s", "watchdog_s", 2, 3600, 60)}
 
 
 def load(path="config.json"):

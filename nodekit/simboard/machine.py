@@ -1,7 +1,9 @@
 # The simulated board's `machine`: what the node's hardware calls reach on the PC.
 # MicroPython-compatible, so it serves CPython and the MicroPython VM alike.
 # Board state lives in files under $SIMBOARD_DIR, where tests and tools read and
-# set it: pin<N> (an output's level), adc<N> (an input's raw value), unique_id.
+# set it: pin<N> (an output's level, or an input's level to read), adc<N> (an
+# input's raw value, or "error" / "hang" to make the sensor fail), unique_id,
+# reset_cause (written by the simulator), wdt (the watchdog's last feed).
 import os
 import sys
 import time
@@ -40,6 +42,7 @@ class Pin:
     def __init__(self, id, mode=-1, pull=-1, value=None):
         self._id = id
         self._mode = mode
+        self._pull = pull
         self._v = None
         if value is not None:
             self.value(value)
@@ -54,7 +57,9 @@ class Pin:
             if self._mode == Pin.OUT:
                 return self._v or 0
             level = _read("pin%s" % self._id)
-            return int(level) if level else 0
+            if level:
+                return int(level)
+            return 1 if self._pull == Pin.PULL_UP else 0  # nothing wired: the pull wins
         v = 1 if v else 0
         if v != self._v:
             self._v = v
@@ -77,6 +82,12 @@ class ADC:
 
     def read_u16(self):
         v = _read("adc%s" % self._pin)
+        if v == "error":
+            raise OSError(5)  # EIO, as a failing I2C/ADC read gives
+        if v == "hang":
+            while _read("adc%s" % self._pin) == "hang":
+                time.sleep_ms(100)
+            return self.read_u16()
         if v:
             return int(v)
         # Nothing wired in: a slow wobble around mid-scale, like a floating input.
@@ -94,6 +105,23 @@ def unique_id():
 def reset_cause():
     cause = _read("reset_cause")
     return int(cause) if cause else PWRON_RESET
+
+
+class WDT:
+    """The watchdog: the simulator (nodekit/sim.py), like the chip's hardware
+    timer, resets the board when the wdt file is not refreshed in time."""
+
+    def __init__(self, id=0, timeout=5000):
+        self._timeout = timeout
+        self._last = None
+        self.feed()
+
+    def feed(self):
+        now = time.ticks_ms()
+        # Refreshing the file a few times per timeout is enough, and cheap.
+        if self._last is None or time.ticks_diff(now, self._last) >= min(1000, self._timeout // 4):
+            self._last = now
+            _write("wdt", str(self._timeout))
 
 
 def reset():
