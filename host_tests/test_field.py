@@ -180,3 +180,18 @@ def test_second_client_with_the_same_id_is_noticed(broker, start_node, runtime):
         twin.loop_stop()
         twin.disconnect()
     assert node.alive() and "Traceback" not in node.log()
+
+
+def test_frozen_broker_is_detected_by_keepalive(broker, start_node, runtime):
+    w = broker.witness("maison/salon/valeur")
+    node = start_node(broker.node_config(period_s=60, mqtt__keepalive=2), runtime)
+    w.next("maison/salon/valeur")
+    broker.mosq.proc.send_signal(signal.SIGSTOP)  # TCP stays open, nothing answers
+    try:
+        t0 = time.monotonic()
+        node.wait_log(r"mqtt  connection lost: .*(broker silent for more than 1.5 x keepalive|no answer)", timeout=20)
+        assert time.monotonic() - t0 < 1.5 * 2 + 2  # 1.5 x keepalive, plus the time to notice
+    finally:
+        broker.mosq.proc.send_signal(signal.SIGCONT)
+    node.wait_log(r"(?s)mqtt  connection lost.*mqtt  connected to", timeout=40)
+    assert node.alive() and "Traceback" not in node.log()

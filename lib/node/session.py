@@ -38,10 +38,11 @@ class _TimedSockets:
     def __init__(self, real):
         self._real = real
         self.last = None
+        self.timeout = SOCKET_TIMEOUT_S
 
     def socket(self, *args):
         s = self._real.socket(*args)
-        s.settimeout(SOCKET_TIMEOUT_S)
+        s.settimeout(self.timeout)
         self.last = s
         return s
 
@@ -75,7 +76,7 @@ def describe(e, host, port):
     if errno in (111, 104) or "refused" in low:
         return "nothing accepts connections on %s:%d (broker down or wrong port?)" % (host, port)
     if errno in (110, 116) or "timed out" in low:
-        return "no answer from %s:%d within %d s" % (host, port, SOCKET_TIMEOUT_S)
+        return "no answer from %s:%d within %d s" % (host, port, _sockets.timeout)
     if errno in (-2, -3, -202, -5):
         return "cannot resolve broker host name '%s'" % host
     return "connection to %s:%d failed: %s" % (host, port, text or repr(e))
@@ -87,6 +88,8 @@ class Session:
         self.host = m["host"]
         self.port = m["port"]
         self._keepalive_ms = m["keepalive"] * 1000
+        # No point waiting for an answer longer than a silent broker is tolerated.
+        _sockets.timeout = min(SOCKET_TIMEOUT_S, max(1, m["keepalive"] * 3 // 2))
         self._on_message = on_message
         room = cfg["room"]
         self.t_status = ("maison/%s/status" % room).encode()
@@ -116,7 +119,7 @@ class Session:
         # umqtt's wait_msg() leaves the socket blocking: bound the next wait again.
         # (MicroPython's SSLSocket has no settimeout; its raw socket's timeout holds.)
         s = self.client.sock
-        (s.settimeout if hasattr(s, "settimeout") else self._raw.settimeout)(SOCKET_TIMEOUT_S)
+        (s.settimeout if hasattr(s, "settimeout") else self._raw.settimeout)(_sockets.timeout)
 
     def connect(self):
         """Connect, subscribe if the broker kept no session, announce; raise on failure.
