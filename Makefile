@@ -16,7 +16,7 @@ WS_PORT ?= 9001
 ROOM    ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup system sim test broker node doctor broker-install clean
+.PHONY: help setup system sim test broker node doctor broker-install soak clean
 
 help:
 	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json]   run a node on this PC"
@@ -64,9 +64,14 @@ node: $(VENV)/.installed
 	@test -n "$(ROOM)" || { echo "make node: give the room, e.g. make node ROOM=salon OUT=$(OUT)"; exit 2; }
 	$(VPY) -m nodekit.kit node --out $(OUT) --room $(ROOM)
 
-doctor: setup
+doctor: $(VENV)/.installed .deps/umqtt/simple.py
 	@test -n "$(CONFIG)" || { echo "make doctor: give the node's config, e.g. make doctor CONFIG=broker/nodes/salon/config.json"; exit 2; }
 	$(VPY) -m nodekit.doctor --config $(CONFIG)
+
+# One node for DURATION seconds with faults injected at random (not part of make test).
+DURATION ?= 3600
+soak: setup
+	$(VPY) -m nodekit.soak --duration $(DURATION) --runtime $(if $(filter cpython,$(RUNTIME)),cpython,micropython)
 
 clean:
 	rm -rf .sim build .pytest_cache

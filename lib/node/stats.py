@@ -26,6 +26,7 @@ class Stats:
         elapsed = time.ticks_diff(time.ticks_ms(), self._last) // 1000
         self.uptime_s += elapsed
         self._last = time.ticks_add(self._last, elapsed * 1000)
+        gc.collect()  # so free_heap says what is really in use, comparable over time
         free = gc.mem_free() if hasattr(gc, "mem_free") else None  # MicroPython only
         return ('{"version": "%s", "uptime_s": %d, "sent": %d, "waiting": %d, "dropped": %d, '
                 '"reconnects": %d, "wifi_losses": %d, "commands": %d, "ignored": %d, '
