@@ -195,3 +195,21 @@ def test_frozen_broker_is_detected_by_keepalive(broker, start_node, runtime):
         broker.mosq.proc.send_signal(signal.SIGCONT)
     node.wait_log(r"(?s)mqtt  connection lost.*mqtt  connected to", timeout=40)
     assert node.alive() and "Traceback" not in node.log()
+
+
+def test_acl_dropping_the_nodes_publishes_does_not_stop_it(broker, start_node, runtime, capsys):
+    import pathlib
+    from nodekit import doctor
+    w = broker.witness("maison/salon/valeur", "maison/salon/led")
+    cfg = broker.node_config(period_s=0.3)
+    acl = pathlib.Path(broker.out, "acl")
+    acl.write_text(acl.read_text().replace("topic write maison/salon/#\n", ""))
+    broker.mosq.reload()
+    node = start_node(cfg, runtime)
+    node.wait_log(r"(?s)(read  \S+ -> maison/salon/valeur.*){5}")  # acknowledged, silently dropped
+    w.publish("ctrlled", b"1")  # commands still work: reading ctrlled is allowed
+    node.wait_log(r"led   on \(ctrlled\)")
+    assert node.alive() and "Traceback" not in node.log()
+    assert all(m[0] != "maison/salon/valeur" for m in w.seen)  # nothing got through
+    assert doctor.main(["--config", str(cfg)]) == 1
+    assert "FAIL  publish: the broker refuses 'salon' publishing on maison/salon/valeur" in capsys.readouterr().out
