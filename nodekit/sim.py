@@ -96,7 +96,7 @@ class SimNode:
         if wdt.exists():
             wdt.unlink()
         argv, env = node_command(self.runtime, self.heap)
-        env = dict(os.environ, SIMBOARD_DIR=str(self.board_dir), **env, **self.extra_env)
+        env = dict(os.environ, SIMBOARD_DIR=str(self.board_dir), **dict(env, **self.extra_env))
         self.proc = subprocess.Popen(argv, cwd=self.config_path.parent, env=env, stdout=self.output,
                                      stderr=subprocess.STDOUT if self.output else None,
                                      start_new_session=self.output is not None)
