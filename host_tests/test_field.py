@@ -213,3 +213,42 @@ def test_acl_dropping_the_nodes_publishes_does_not_stop_it(broker, start_node, r
     assert all(m[0] != "maison/salon/valeur" for m in w.seen)  # nothing got through
     assert doctor.main(["--config", str(cfg)]) == 1
     assert "FAIL  publish: the broker refuses 'salon' publishing on maison/salon/valeur" in capsys.readouterr().out
+
+
+def test_memory_errors_are_survived_and_a_run_of_them_resets(broker, start_node, runtime):
+    w = broker.witness("maison/salon/stats")
+    node = start_node(broker.node_config(period_s=0.3, sensor__type="adc", stats_s=1), runtime)
+    adc = node.sim.board_dir / "adc0"
+    adc.write_text("memory")
+    node.wait_log(r"read  sensor error: MemoryError")
+    adc.write_text("7")
+    node.wait_log(r"read  7 -> maison/salon/valeur")
+    assert node.sim.resets == 0  # one is survived
+    adc.write_text("memory")
+    node.wait_log(r"boot  out of memory 5 times in a row: resetting")
+    adc.write_text("8")
+    node.wait_log(r"reset cause: soft")
+    assert node.sim.resets == 1
+    assert w.next("maison/salon/stats", where=lambda m: json.loads(m[1])["memory_errors"] >= 1)
+
+
+def test_last_will_says_offline(broker, start_node, runtime):
+    w = broker.witness("maison/salon/status")
+    node = start_node(broker.node_config(period_s=60, mqtt__keepalive=2), runtime)
+    assert w.next("maison/salon/status", where=lambda m: m[1] == b"online")
+    os.killpg(node.sim.proc.pid, signal.SIGKILL)  # the node vanishes without a goodbye
+    msg = w.next("maison/salon/status", where=lambda m: m[1] == b"offline", timeout=20)
+    late = broker.witness("maison/salon/status").next("maison/salon/status")
+    assert late[1] == b"offline" and late[2]  # retained
+
+
+def test_buffer_overflow_drops_the_oldest_and_counts(broker, start_node, runtime):
+    node = start_node(broker.node_config(period_s=0.2, payload="json", buffer=3, stats_s=1), runtime)
+    node.wait_log(r"-> maison/salon/valeur")
+    broker.mosq.stop()
+    node.wait_log(r"(?s)(read  buffer full \(3 readings\): oldest dropped.*){3}")
+    broker.mosq.start()
+    w = broker.witness("maison/salon/valeur", "maison/salon/stats")
+    stats = w.next("maison/salon/stats", where=lambda m: json.loads(m[1])["dropped"] >= 3, timeout=30)
+    seqs = [json.loads(w.next("maison/salon/valeur")[1])["seq"] for _ in range(5)]
+    assert seqs == sorted(seqs)

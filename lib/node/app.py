@@ -103,7 +103,9 @@ class Node:
         except Exception as e:  # a faulty sensor skips this reading, not the loop
             self.stats.sensor_errors += 1
             log("read", "sensor error: %r; reading skipped", e)
+            self._failed(e)
             return
+        self._memory_errors = 0
         if self.is_int is None:
             self.is_int = type(value) is int
         self.seq += 1

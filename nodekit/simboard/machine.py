@@ -2,7 +2,8 @@
 # MicroPython-compatible, so it serves CPython and the MicroPython VM alike.
 # Board state lives in files under $SIMBOARD_DIR, where tests and tools read and
 # set it: pin<N> (an output's level, or an input's level to read), adc<N> (an
-# input's raw value, or "error" / "hang" to make the sensor fail), unique_id,
+# input's raw value, or "error" / "hang" / "memory" to make the read fail, hang
+# or raise MemoryError), unique_id,
 # reset_cause (written by the simulator), wdt (the watchdog's last feed).
 import os
 import sys
@@ -84,6 +85,8 @@ class ADC:
         v = _read("adc%s" % self._pin)
         if v == "error":
             raise OSError(5)  # EIO, as a failing I2C/ADC read gives
+        if v == "memory":
+            raise MemoryError("memory allocation failed (simulated)")
         if v == "hang":
             while _read("adc%s" % self._pin) == "hang":
                 time.sleep_ms(100)
