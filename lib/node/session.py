@@ -6,6 +6,7 @@ import select
 import socket
 import sys
 import time
+from array import array
 
 from micropython import const
 import umqtt.simple
@@ -26,6 +27,8 @@ _CONNACK = {1: "unacceptable protocol version", 2: "client id rejected",
             3: "broker unavailable", 4: "bad user name or password",
             5: "not authorised (wrong user name or password?)"}
 _HUP = const(0x18)  # POLLHUP | POLLERR
+_RECENT = const(8)  # QoS 1 packet ids remembered to spot a redelivery
+_LARGEST = const(65536)  # bigger messages are refused: no command is that long
 SOCKET_TIMEOUT_S = 10  # bounds connect, the TLS handshake and every wait for an answer
 
 
@@ -52,6 +55,58 @@ class _TimedSockets:
 
 _sockets = _TimedSockets(umqtt.simple.socket)
 umqtt.simple.socket = _sockets
+
+
+class _Client(MQTTClient):
+    """umqtt.simple's client with its one incoming-message method changed: a QoS 1
+    message the broker sends again (DUP set, same packet id: our PUBACK was lost)
+    is acknowledged but not handed on twice, and every read after the first byte
+    of a packet stays bounded by the socket timeout (umqtt sets it blocking)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.rearm = None  # set by Session: re-applies the socket timeout
+        self._recent = array("H", bytes(2 * _RECENT))  # packet ids of QoS 1 messages handed on
+        self._next = 0
+
+    def wait_msg(self):
+        res = self.sock.read(1)
+        self.sock.setblocking(True)
+        if res is None:
+            return None
+        if res == b"":
+            raise OSError(-1)
+        self.rearm()
+        if res == b"\xd0":  # PINGRESP
+            self.sock.read(1)
+            return None
+        op = res[0]
+        if op & 0xF0 != 0x30:
+            return op
+        sz = self._recv_len()
+        topic_len = self.sock.read(2)
+        topic_len = (topic_len[0] << 8) | topic_len[1]
+        topic = self.sock.read(topic_len)
+        sz -= topic_len + 2
+        pid = 0
+        if op & 6:
+            pid = self.sock.read(2)
+            pid = pid[0] << 8 | pid[1]
+            sz -= 2
+        if sz < 0 or sz > _LARGEST:
+            raise OSError("malformed PUBLISH from the broker (%d bytes)" % sz)
+        msg = self.sock.read(sz)
+        if op & 6 == 2:
+            if not (op & 8 and pid in self._recent):  # DUP and already handed on: ack only
+                self._recent[self._next] = pid
+                self._next = (self._next + 1) % _RECENT
+                self.cb(topic, msg)
+            self.sock.write(b"\x40\x02" + bytes((pid >> 8, pid & 0xFF)))
+        elif op & 6 == 0:
+            self.cb(topic, msg)
+        else:
+            raise OSError("QoS 2 PUBLISH from the broker: not subscribed at QoS 2")
+        return op
 
 
 def backoff_ms(attempt, cap_ms=60000):
@@ -104,10 +159,11 @@ class Session:
             log("mqtt", "WARNING: plaintext MQTT: password and readings cross the network in clear")
         args = (client_id, self.host, self.port, m["user"], m["password"], m["keepalive"])
         try:
-            self.client = MQTTClient(*args, **kw)
+            self.client = _Client(*args, **kw)
         except TypeError:
             # umqtt.simple 1.4 and 1.5 take only ssl=<SSLContext>.
-            self.client = MQTTClient(*args, ssl=tls.context(files))
+            self.client = _Client(*args, ssl=tls.context(files))
+        self.client.rearm = self._arm
         self.client.set_callback(self._received)
         self.client.set_last_will(self.t_status, b"offline", retain=True, qos=1)
         self.connected = False
