@@ -220,7 +220,10 @@ class Session:
         for _, ev in self._poll(max(0, min(timeout_ms, half // 2))):
             if ev & _HUP:
                 raise OSError("connection closed by the broker")
-            self.client.check_msg()  # raises OSError(-1) if the broker closed the socket
+            op = self.client.check_msg()  # raises OSError(-1) if the broker closed the socket
+            if op and op & 0xF0 != 0x30:
+                # Anything but a PUBLISH here leaves its body unread: the stream is lost.
+                raise OSError("unexpected packet 0x%02x from the broker" % op)
             self._last_rx = time.ticks_ms()
 
     def _received(self, topic, msg):
