@@ -69,6 +69,12 @@ class _Client(MQTTClient):
         self._recent = array("H", bytes(2 * _RECENT))  # packet ids of QoS 1 messages handed on
         self._next = 0
 
+    def _seen(self, pid):
+        for p in self._recent:  # (MicroPython's array has no `in`)
+            if p == pid:
+                return True
+        return False
+
     def wait_msg(self):
         res = self.sock.read(1)
         self.sock.setblocking(True)
@@ -97,7 +103,7 @@ class _Client(MQTTClient):
             raise OSError("malformed PUBLISH from the broker (%d bytes)" % sz)
         msg = self.sock.read(sz)
         if op & 6 == 2:
-            if not (op & 8 and pid in self._recent):  # DUP and already handed on: ack only
+            if not (op & 8 and self._seen(pid)):  # DUP and already handed on: ack only
                 self._recent[self._next] = pid
                 self._next = (self._next + 1) % _RECENT
                 self.cb(topic, msg)
