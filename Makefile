@@ -48,13 +48,18 @@ test: setup
 	$(VPY) -m pytest host_tests $(PYTEST_ARGS)
 
 # Kit options: CLIENT_CERTS=1 (require_certificate), KEY_TYPE=ec, WS_TLS=0, LOCAL_PORT=0 (no
-# localhost plaintext listener), RENEW=1 (new server certificate, same CA), NEW_CA=1.
+# localhost plaintext listener), RENEW=1 (new server certificate, same CA), NEW_CA=1,
+# a bridge: BRIDGE_HOST= BRIDGE_CA= [BRIDGE_PORT=8883 BRIDGE_USER= BRIDGE_PASSWORD_FILE=], NO_BRIDGE=1.
 broker: $(VENV)/.installed
 	$(VPY) -m nodekit.kit broker --out $(OUT) --host $(BROKER_HOST) --ips "$(BROKER_IPS)" \
 	  --port $(PORT) --ws-port $(WS_PORT) \
 	  $(if $(CLIENT_CERTS),--client-certs $(CLIENT_CERTS)) $(if $(KEY_TYPE),--key-type $(KEY_TYPE)) \
 	  $(if $(WS_TLS),--ws-tls $(WS_TLS)) $(if $(LOCAL_PORT),--local-port $(LOCAL_PORT)) \
-	  $(if $(filter 1,$(RENEW)),--renew) $(if $(filter 1,$(NEW_CA)),--new-ca)
+	  $(if $(filter 1,$(RENEW)),--renew) $(if $(filter 1,$(NEW_CA)),--new-ca) \
+	  $(if $(BRIDGE_HOST),--bridge-host $(BRIDGE_HOST)) $(if $(BRIDGE_PORT),--bridge-port $(BRIDGE_PORT)) \
+	  $(if $(BRIDGE_CA),--bridge-ca $(BRIDGE_CA)) $(if $(BRIDGE_USER),--bridge-user $(BRIDGE_USER)) \
+	  $(if $(BRIDGE_PASSWORD_FILE),--bridge-password-file $(BRIDGE_PASSWORD_FILE)) \
+	  $(if $(filter 1,$(NO_BRIDGE)),--no-bridge)
 
 # On the Pi, as root: install the kit under /etc/mosquitto and restart Mosquitto.
 broker-install: $(VENV)/.installed

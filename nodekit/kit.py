@@ -8,12 +8,20 @@ password and ACL files, dashboard.json and nodes/<room>/config.json. Running
 `mosquitto -c OUT/mosquitto.conf` uses it in place; `make broker-install`
 copies it under /etc/mosquitto. Running it again is safe: accounts, passwords
 and the CA are kept; only what is asked for changes.
+
+A bridge (--bridge-host ...) sends a copy of everything under maison/ to a
+remote broker over TLS, checking its certificate against the CA given with
+--bridge-ca (copied into the kit as bridge-ca.pem). The remote password is
+read from a file (--bridge-password-file), kept in OUT/bridge.secret (0600) and
+in mosquitto.conf, never in kit.json and never printed.
 """
 import argparse
+import copy
 import getpass
 import ipaddress
 import json
 import os
+import re
 import sys
 
 from nodekit import certs, passwd
@@ -23,6 +31,9 @@ CLIENT_DAYS = 825
 CA_DAYS = 3650
 DASHBOARD = "dashboard"
 KIT_FILE = "kit.json"  # the kit's settings (no secrets)
+BRIDGE_CA = "bridge-ca.pem"  # the remote broker's CA, PEM (Mosquitto's bridge_cafile wants PEM)
+BRIDGE_SECRET = "bridge.secret"  # the remote account's password, 0600, one line
+BRIDGE_DEFAULTS = {"name": "remote", "port": 8883, "user": None, "client_id": None, "try_private": True}
 DEFAULTS = {"host": "raspberrypi.local", "ips": [], "port": 8883, "ws_port": 9001, "ws_tls": True,
             "local_port": 1883, "bind": None, "client_certs": False, "key_type": "rsa",
             "bridge": None, "nodes": []}
@@ -37,14 +48,25 @@ def _p(out, *names):
 
 
 def load_settings(out):
+    """kit.json over the defaults; a bridge's password is read back from bridge.secret."""
     try:
         with open(_p(out, KIT_FILE)) as f:
-            return dict(DEFAULTS, **json.load(f))
+            s = dict(copy.deepcopy(DEFAULTS), **json.load(f))
     except FileNotFoundError:
-        return dict(DEFAULTS)
+        return copy.deepcopy(DEFAULTS)
+    if s["bridge"]:
+        try:
+            with open(_p(out, BRIDGE_SECRET)) as f:
+                s["bridge"]["password"] = f.read().rstrip("\n")
+        except FileNotFoundError:
+            pass
+    return s
 
 
 def _save_settings(out, s):
+    s = dict(s)
+    if s["bridge"]:  # kit.json holds no secret
+        s["bridge"] = {k: v for k, v in s["bridge"].items() if k != "password"}
     with open(_p(out, KIT_FILE), "w") as f:
         json.dump(s, f, indent=2, sort_keys=True)
         f.write("\n")
@@ -138,14 +160,24 @@ def render_conf(out, s, user=None):
         lines.append("")
     b = s["bridge"]
     if b:
-        lines += ["# A copy of every reading to a remote broker, over TLS",
+        # Out only: the remote gets a copy, nothing it publishes comes back to the nodes. A fixed
+        # client id with cleansession false: QoS 1 copies queue while the link is down.
+        lines += ["# A copy of everything under maison/ to a remote broker, over TLS (make broker BRIDGE_HOST=...)",
                   "connection %s" % b["name"], "address %s:%d" % (b["host"], b["port"]),
-                  "bridge_cafile %s" % _p(out, b["cafile"]), "bridge_tls_version tlsv1.2",
-                  "remote_clientid %s" % b["client_id"], "cleansession false",
-                  "topic maison/# out 1"]
+                  "bridge_cafile %s" % _p(out, b["cafile"]),
+                  "bridge_insecure false",  # the remote's certificate must name b["host"]
+                  "bridge_tls_version tlsv1.2",
+                  "remote_clientid %s" % b["client_id"]]
         if b.get("user"):
-            lines += ["remote_username %s" % b["user"], "remote_password %s" % b["password"]]
-        lines.append("")
+            lines.append("remote_username %s" % b["user"])
+            if b.get("password"):
+                lines.append("remote_password %s" % b["password"])
+        lines += ["try_private %s" % ("true" if b.get("try_private", True) else "false"),
+                  "cleansession false",
+                  # The link state in $SYS/broker/connection/<client id>/state, for the dashboard;
+                  # the remote account may write maison/# only.
+                  "notifications true", "notifications_local_only true",
+                  "topic maison/# out 1", ""]
     return "\n".join(lines)
 
 
@@ -172,6 +204,81 @@ def write_files(out, s):
     _save_settings(out, s)
 
 
+# --- bridge -------------------------------------------------------------------
+_NAME_RX = re.compile(r"[A-Za-z0-9_.-]+$")
+
+
+def _copy_bridge_ca(out, path):
+    """The remote's CA (PEM, a PEM bundle or DER) into the kit as PEM; nonsense refused."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise KitError("BRIDGE_CA: cannot read %s (%s)" % (path, e.strerror or e))
+    try:
+        if b"-----BEGIN" in data:
+            found = x509.load_pem_x509_certificates(data)
+        else:
+            found = [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise KitError("BRIDGE_CA: %s is not a certificate (PEM or DER expected)" % path)
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in found)
+    dest = _p(out, BRIDGE_CA)
+    tmp = dest + ".new"
+    certs._write(tmp, pem, 0o644)
+    os.replace(tmp, dest)
+
+
+def _check_secret(what, text):
+    # Mosquitto reads the value to the end of its line and trims the ends: a newline or a
+    # space at either end would be lost or split the line. Never echo the value itself.
+    if text != text.strip() or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise KitError("%s: has a line break, a control character or a space at one end" % what)
+
+
+def _set_bridge(out, s, changes):
+    """Merge changes into the kit's bridge (a new one if there is none) and check it."""
+    b = dict(BRIDGE_DEFAULTS, **(s["bridge"] or {}))
+    b.update({k: v for k, v in changes.items() if v is not None and k != "cafile"})
+    if not b.get("host"):
+        raise KitError("BRIDGE_HOST: the remote broker's host name is needed for a bridge")
+    if ":" in b["host"] or any(c.isspace() for c in b["host"]):
+        raise KitError("BRIDGE_HOST: %r is not a host name or IPv4 address (Mosquitto's bridge "
+                       "address cannot take an IPv6 literal; give a name)" % b["host"])
+    if not isinstance(b["port"], int) or not 0 < b["port"] < 65536:
+        raise KitError("BRIDGE_PORT: %r is not a port number" % (b["port"],))
+    if not _NAME_RX.match(b["name"]):
+        raise KitError("BRIDGE_NAME: %r: letters, digits, '.', '_' and '-' only" % b["name"])
+    b["client_id"] = b["client_id"] or "%s.%s" % (b["name"], s["host"])
+    if not _NAME_RX.match(b["client_id"]):
+        raise KitError("BRIDGE_CLIENT_ID: %r: letters, digits, '.', '_' and '-' only" % b["client_id"])
+    if b["user"] is not None:
+        _check_secret("BRIDGE_USER", b["user"])
+        if not b["user"]:
+            b["user"] = None
+    if b.get("password") is not None:
+        _check_secret("the bridge password", b["password"])
+        if not b["user"]:
+            raise KitError("the bridge password needs a user name (BRIDGE_USER)")
+    if changes.get("cafile"):
+        _copy_bridge_ca(out, changes["cafile"])
+    elif not os.path.exists(_p(out, BRIDGE_CA)):
+        raise KitError("BRIDGE_CA: the remote broker's CA certificate is needed to check its identity")
+    b["cafile"] = BRIDGE_CA
+    if b.get("password"):
+        _write_text(_p(out, BRIDGE_SECRET), b["password"] + "\n", 0o600)
+    s["bridge"] = b
+
+
+def _remove_bridge(out, s):
+    for name in (BRIDGE_SECRET, BRIDGE_CA):
+        if os.path.exists(_p(out, name)):
+            os.remove(_p(out, name))
+    s["bridge"] = None
+
+
 # --- accounts -----------------------------------------------------------------
 def _set_account(out, user, password=None):
     """Add user to the password file unless already there; return its new password or None."""
@@ -185,7 +292,10 @@ def _set_account(out, user, password=None):
 
 
 def make_broker(out, host=None, ips=None, port=None, ws_port=None, ws_tls=None, local_port=None,
-                bind=None, client_certs=None, key_type=None, renew=False, new_ca=False):
+                bind=None, client_certs=None, key_type=None, renew=False, new_ca=False, bridge=None):
+    """Write or update the kit. bridge: None keeps the kit's bridge, False removes it, a dict
+    (name, host, port, cafile: the remote's CA file to copy in, user, password, client_id,
+    try_private) sets or changes it; keys left out or None keep their value."""
     os.makedirs(out, exist_ok=True)
     os.chmod(out, 0o700)
     os.makedirs(_p(out, "data"), mode=0o700, exist_ok=True)
@@ -198,6 +308,10 @@ def make_broker(out, host=None, ips=None, port=None, ws_port=None, ws_tls=None, 
     for ip in s["ips"]:
         if not _is_ip(ip):
             raise KitError("BROKER_IPS: %r is not an IP address" % ip)
+    if bridge is False:
+        _remove_bridge(out, s)
+    elif bridge:
+        _set_bridge(out, s, bridge)
     ca_key, ca_cert, ca_new = _ensure_ca(out, s, new_ca)
     if ca_new or renew or not os.path.exists(_p(out, "server.pem")) or _server_names_changed(out, s):
         _issue_server(out, s, ca_key, ca_cert)
@@ -259,6 +373,30 @@ def _ports(text):
     return int(text) if text not in ("", "0", "off") else 0
 
 
+def _read_password_file(path):
+    try:
+        with open(path) as f:
+            line = f.readline()
+    except OSError as e:
+        raise KitError("BRIDGE_PASSWORD_FILE: cannot read %s (%s)" % (path, e.strerror or e))
+    line = line.rstrip("\r\n")
+    if not line:
+        raise KitError("BRIDGE_PASSWORD_FILE: %s is empty (its first line is the password)" % path)
+    return line
+
+
+def _bridge_args(a):
+    """make_broker's bridge argument from the command line: None (keep), False, or changes."""
+    if a.no_bridge:
+        return False
+    changes = {"host": a.bridge_host, "port": a.bridge_port, "cafile": a.bridge_ca, "user": a.bridge_user,
+               "name": a.bridge_name, "client_id": a.bridge_client_id,
+               "try_private": None if a.bridge_try_private is None else a.bridge_try_private == "1"}
+    if a.bridge_password_file:
+        changes["password"] = _read_password_file(a.bridge_password_file)
+    return changes if any(v is not None for v in changes.values()) else None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="kit", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -274,6 +412,19 @@ def main(argv=None):
     b.add_argument("--key-type", choices=("rsa", "ec"))
     b.add_argument("--renew", action="store_true")
     b.add_argument("--new-ca", action="store_true")
+    g = b.add_argument_group("bridge", "a copy of maison/# to a remote broker over TLS (kept until --no-bridge)")
+    g.add_argument("--bridge-host", help="the remote broker's name, as its certificate gives it")
+    g.add_argument("--bridge-port", type=int, help="default 8883")
+    g.add_argument("--bridge-ca", help="the remote's CA certificate (PEM or DER; copied into the kit); "
+                   "for a broker with a public certificate: /etc/ssl/certs/ca-certificates.crt")
+    g.add_argument("--bridge-user")
+    g.add_argument("--bridge-password-file", help="a file whose first line is the remote password "
+                   "(never give a password on the command line)")
+    g.add_argument("--bridge-name", help="the connection's name (default: remote)")
+    g.add_argument("--bridge-client-id", help="default: NAME.HOST")
+    g.add_argument("--bridge-try-private", choices=("0", "1"),
+                   help="1 (default) tells a Mosquitto remote it is a bridge; 0 for other brokers")
+    g.add_argument("--no-bridge", action="store_true", help="remove the bridge")
     n = sub.add_parser("node", help="add a node's account and write its config.json")
     n.add_argument("--out", required=True)
     n.add_argument("--room", required=True)
@@ -287,9 +438,14 @@ def main(argv=None):
                             ws_tls=None if a.ws_tls is None else a.ws_tls == "1",
                             local_port=a.local_port,
                             client_certs=None if a.client_certs is None else a.client_certs == "1",
-                            key_type=a.key_type, renew=a.renew, new_ca=a.new_ca)
+                            key_type=a.key_type, renew=a.renew, new_ca=a.new_ca, bridge=_bridge_args(a))
             print("kit: %s ready for %s (TLS on %d%s)" % (a.out, s["host"], s["port"],
                   ", WebSockets on %d" % s["ws_port"] if s["ws_port"] else ""))
+            b = s["bridge"]
+            if b:  # never the password
+                print("kit: bridge %r: maison/# copied to %s:%d%s, its CA in %s" % (
+                      b["name"], b["host"], b["port"], " as %s" % b["user"] if b.get("user") else "",
+                      _p(a.out, b["cafile"])))
             print("kit: try it here:  mosquitto -c %s" % _p(a.out, "mosquitto.conf"))
         else:
             path = add_node(a.out, a.room, a.wifi_ssid, a.wifi_password)

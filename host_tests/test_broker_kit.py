@@ -1,0 +1,612 @@
+"""The broker kit (make broker, make node) proved against a real Mosquitto by clients that
+are not the node: paho-mqtt, mosquitto_pub, openssl and tshark. Who gets in, who may read
+and write what, which TLS versions, WebSockets, the bridge to a remote broker, what a
+Wireshark capture shows, and what a second `make broker` keeps.
+
+Absence is proved by order: a message that must not arrive is sent before one that must,
+on the same path; once the second is in, the first would have been too."""
+import contextlib
+import getpass
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import time
+
+import paho.mqtt.client as paho
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from nodekit import REPO, certs, install, kit, passwd
+from nodekit.broker import free_port
+
+TIMEOUT = 15.0
+
+
+# --- an independent MQTT client -------------------------------------------------------
+class Client:
+    """A paho-mqtt 2 client that records how its connection ended up and what it receives."""
+
+    def __init__(self, port, user=None, password=None, ca=None, cert=None, key=None, transport="tcp",
+                 client_id=None):
+        self.events = queue.Queue()  # ("connack", reason) or ("lost", reason)
+        self.acks = queue.Queue()
+        self.messages = queue.Queue()
+        self.received = []
+        self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, transport=transport,
+                             client_id=client_id or "probe-%d" % time.monotonic_ns())
+        self.c.reconnect_delay_set(30, 30)  # one attempt is what a test looks at
+        if user is not None:
+            self.c.username_pw_set(user, password)
+        if ca:
+            self.c.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+        self.c.on_connect = lambda c, u, f, rc, p: self.events.put(("connack", rc))
+        self.c.on_disconnect = lambda c, u, f, rc, p: self.events.put(("lost", rc))
+        self.c.on_subscribe = lambda c, u, mid, rcs, p: self.acks.put(rcs)
+        self.c.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
+        self.error = None
+        try:
+            self.c.connect("localhost", port, keepalive=30)
+        except OSError as e:  # ssl.SSLError included: a refusal during the handshake
+            self.error = e
+            return
+        self.c.loop_start()
+
+    def outcome(self, timeout=TIMEOUT):
+        """'accepted', or why not: the CONNACK's refusal, the lost connection, the TLS error."""
+        if self.error is not None:
+            return "error: %s" % self.error
+        try:
+            kind, rc = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return "no answer"
+        if kind == "connack" and not rc.is_failure:
+            return "accepted"
+        return "%s: %s" % ("refused" if kind == "connack" else "lost", rc)
+
+    def subscribe(self, *topics):
+        codes = []
+        for t in topics:
+            self.c.subscribe(t, qos=1)
+            codes += self.acks.get(timeout=TIMEOUT)
+        return codes
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        self.c.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(TIMEOUT)
+
+    def next(self, timeout=TIMEOUT):
+        """The next message received, recorded in self.received."""
+        try:
+            m = self.messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("nothing received within %.0f s; so far: %r" % (timeout, self.received))
+        self.received.append(m)
+        return m
+
+    def until(self, topic, timeout=TIMEOUT):
+        """Receive up to the first message on topic; return everything received so far."""
+        deadline = time.monotonic() + timeout
+        while not self.received or self.received[-1][0] != topic:
+            self.next(max(0.1, deadline - time.monotonic()))
+        return list(self.received)
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.fixture
+def clients():
+    made = []
+
+    def make(*a, **kw):
+        c = Client(*a, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def login(make_client, port, user, password, ca, timeout=10.0):
+    """A client accepted by the broker, retried while a SIGHUP reload is under way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        c = make_client(port, user, password, ca=ca)
+        result = c.outcome()
+        if result == "accepted":
+            return c
+        if time.monotonic() > deadline:
+            raise AssertionError("%s was never accepted: %s" % (user, result))
+        time.sleep(0.1)
+
+
+def node_password(b, room):
+    with open(b.node_config(room)) as f:
+        return json.load(f)["mqtt"]["password"]
+
+
+def add_account(b, user, acl=()):
+    """An account written straight into a running kit (password file and ACL), then reloaded."""
+    pw = passwd.new_password()
+    with open(os.path.join(b.out, "passwd"), "a") as f:
+        f.write(passwd.hash_line(user, pw) + "\n")
+    if acl:
+        with open(os.path.join(b.out, "acl"), "a") as f:
+            f.write("\nuser %s\n%s\n" % (user, "\n".join(acl)))
+    b.mosq.reload()
+    return pw
+
+
+def mosquitto_pub(port, *args, payload="21.5"):
+    """mosquitto_pub as an independent client: (exit code, what it printed)."""
+    r = subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(port), "-q", "1", "-t", "maison/salon/valeur",
+                        "-m", payload, "-i", "pub-%d" % time.monotonic_ns()] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout + r.stderr
+
+
+def client_pem(b, room, dest):
+    """The node's client certificate and key (DER in the kit) as PEM files for OpenSSL clients."""
+    ndir = os.path.join(b.out, "nodes", room)
+    cert, key = str(dest / (room + ".pem")), str(dest / (room + ".key"))
+    certs.write_cert(cert, certs.load_cert(os.path.join(ndir, "client.der")))
+    with open(os.path.join(ndir, "client.key.der"), "rb") as f:
+        certs.write_key(key, serialization.load_der_private_key(f.read(), None))
+    return cert, key
+
+
+# --- 1. who gets in ---------------------------------------------------------------------
+def test_anonymous_and_wrong_password_are_refused(broker, clients):
+    dash = broker.dashboard
+    for port, ca in ((broker.port, broker.ca), (broker.local_port, None)):
+        assert clients(port, ca=ca).outcome() == "refused: Not authorized", port
+        assert clients(port, dash["user"], "not-the-password", ca=ca).outcome() == "refused: Not authorized", port
+        assert clients(port, "nobody", dash["password"], ca=ca).outcome() == "refused: Not authorized", port
+        assert clients(port, dash["user"], dash["password"], ca=ca).outcome() == "accepted", port  # the control
+    # The same, seen by Mosquitto's own client.
+    tls = ["--cafile", broker.ca]
+    for port, extra in ((broker.port, tls), (broker.local_port, [])):
+        for who in ([], ["-u", dash["user"], "-P", "not-the-password"]):
+            rc, said = mosquitto_pub(port, *(extra + who))
+            assert rc != 0 and "not authorised" in said, (port, who, said)
+        rc, said = mosquitto_pub(port, *(extra + ["-u", dash["user"], "-P", dash["password"]]))
+        assert rc == 0, said
+
+
+def test_client_certificates_are_required_and_name_the_user(make_broker, clients, tmp_path):
+    b = make_broker(client_certs=True)
+    b.node_config("salon")
+    b.node_config("cuisine")
+    cert, key = client_pem(b, "salon", tmp_path)
+    dash = b.dashboard
+    # No certificate: refused even with the dashboard's valid password.
+    assert clients(b.port, dash["user"], dash["password"], ca=b.ca).outcome() != "accepted"
+    rc, said = mosquitto_pub(b.port, "--cafile", b.ca, "-u", dash["user"], "-P", dash["password"])
+    assert rc != 0, said
+    assert "peer did not return a certificate" in b.mosq.log()
+    # A certificate from another CA, with the CN of a real node: refused.
+    other_key = certs.new_key()
+    other_ca = certs.make_ca("Another CA", other_key)
+    forged_key = certs.new_key()
+    certs.write_cert(tmp_path / "forged.pem", certs.issue(other_key, other_ca, "salon", forged_key, 30, server=False))
+    certs.write_key(tmp_path / "forged.key", forged_key)
+    forged = clients(b.port, ca=b.ca, cert=str(tmp_path / "forged.pem"), key=str(tmp_path / "forged.key"))
+    assert forged.outcome() != "accepted"
+    # salon's certificate, claiming to be cuisine: Mosquitto takes the user name from the CN.
+    w = b.witness("maison/#")  # the dashboard, on the local plaintext port (it has no certificate)
+    c = clients(b.port, "cuisine", "anything", ca=b.ca, cert=cert, key=key, client_id="salon-cert")
+    assert c.outcome() == "accepted"
+    c.publish("maison/cuisine/valeur", b"forged")
+    c.publish("maison/salon/valeur", b"21.5")
+    assert w.next("maison/salon/valeur")[1] == b"21.5"
+    assert [m[0] for m in w.seen] == ["maison/salon/valeur"], w.seen
+    assert "as salon-cert (p2, c1, k30, u'salon')" in b.mosq.log()
+    # mosquitto_pub with the same certificate and no user name at all.
+    rc, said = mosquitto_pub(b.port, "--cafile", b.ca, "--cert", cert, "--key", key, payload="22.5")
+    assert rc == 0, said
+    assert w.next("maison/salon/valeur")[1] == b"22.5"
+
+
+# --- 2. TLS versions ----------------------------------------------------------------------
+def _handshake(port, ca, version):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    # OpenSSL 3 refuses TLS 1.1 itself at its default security level: lower it so that the
+    # ClientHello goes out and the answer is the server's.
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx.minimum_version = ctx.maximum_version = version
+    try:
+        with socket.create_connection(("localhost", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                return s.version()
+    except ssl.SSLError as e:
+        return e.reason
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_tls_1_1_is_refused_by_the_server(make_broker):
+    b = make_broker(ws_tls=True)
+    for port in (b.port, b.settings["ws_port"]):
+        # An alert received from the server, not a local refusal (NO_PROTOCOLS_AVAILABLE, ...).
+        # Mosquitto's MQTT listener answers protocol_version, libwebsockets' internal_error.
+        refusal = _handshake(port, b.ca, ssl.TLSVersion.TLSv1_1)
+        assert refusal in ("TLSV1_ALERT_PROTOCOL_VERSION", "TLSV1_ALERT_INTERNAL_ERROR"), (port, refusal)
+        assert _handshake(port, b.ca, ssl.TLSVersion.TLSv1_2) == "TLSv1.2", port  # the same context, 1.2
+    assert _handshake(b.port, b.ca, ssl.TLSVersion.TLSv1_1) == "TLSV1_ALERT_PROTOCOL_VERSION"
+    assert "unsupported protocol" in b.mosq.log()
+    # openssl s_client as a second opinion: the server's alert 70 (protocol_version).
+    r = subprocess.run(["openssl", "s_client", "-connect", "localhost:%d" % b.port, "-tls1_1",
+                        "-cipher", "DEFAULT@SECLEVEL=0", "-CAfile", b.ca], input=b"", capture_output=True, timeout=30)
+    assert r.returncode != 0 and b"SSL alert number 70" in r.stderr, r.stderr
+
+
+# --- 3. ACL -------------------------------------------------------------------------------
+def test_a_node_writes_only_in_its_own_room(broker, clients):
+    salon_pw, cuisine_pw = node_password(broker, "salon"), node_password(broker, "cuisine")
+    dash = broker.witness("maison/#")
+    cuisine = login(clients, broker.port, "cuisine", cuisine_pw, broker.ca)
+    cuisine.subscribe("ctrlled", "maison/cuisine/led/set")
+    salon = login(clients, broker.port, "salon", salon_pw, broker.ca)
+    for topic in ("maison/cuisine/valeur", "maison/cuisine/status", "maison/cuisine/led/set", "ctrlled",
+                  "maison/valeur", "$SYS/broker/version"):
+        salon.publish(topic, b"forged")
+    salon.publish("maison/salon/valeur", b"21.5")
+    assert dash.next("maison/salon/valeur")[1] == b"21.5"
+    assert [m[0] for m in dash.seen] == ["maison/salon/valeur"], dash.seen
+    broker.witness().publish("ctrlled", b"1")  # the dashboard may
+    assert cuisine.until("ctrlled") == [("ctrlled", b"1")]
+
+
+def test_a_node_reads_only_ctrlled_and_its_own_commands(broker, clients):
+    salon_pw, cuisine_pw = node_password(broker, "salon"), node_password(broker, "cuisine")
+    dash = broker.witness("maison/#")
+    salon = login(clients, broker.port, "salon", salon_pw, broker.ca)
+    salon.subscribe("#", "$SYS/#", "maison/cuisine/valeur")
+    cuisine = login(clients, broker.port, "cuisine", cuisine_pw, broker.ca)
+    cuisine.publish("maison/cuisine/valeur", b"19.5")
+    cuisine.publish("maison/cuisine/led", b"1", retain=True)
+    assert dash.next("maison/cuisine/led")[1] == b"1"  # the broker took both
+    assert dash.next("maison/cuisine/valeur")[1] == b"19.5"
+    dash.publish("maison/cuisine/led/set", b"1")
+    dash.publish("maison/salon/led/set", b"toggle")
+    dash.publish("ctrlled", b"0")
+    got = salon.until("ctrlled")
+    # $SYS/broker/version (readable by everyone) may come first, retained, from the $SYS/# subscription.
+    assert [m for m in got if m[0] != "$SYS/broker/version"] == \
+        [("maison/salon/led/set", b"toggle"), ("ctrlled", b"0")], got
+
+
+def test_the_dashboard_reads_every_room_and_commands_but_cannot_forge_readings(broker, clients):
+    salon_pw, cuisine_pw = node_password(broker, "salon"), node_password(broker, "cuisine")
+    dash = broker.witness("maison/#", "$SYS/broker/uptime")
+    salon = login(clients, broker.port, "salon", salon_pw, broker.ca)
+    cuisine = login(clients, broker.port, "cuisine", cuisine_pw, broker.ca)
+    for node in (salon, cuisine):
+        node.subscribe("ctrlled", "maison/+/led/set")
+    salon.publish("maison/salon/valeur", b"21.5")
+    cuisine.publish("maison/cuisine/valeur", b"19.5")
+    assert dash.next("maison/salon/valeur")[1] == b"21.5"
+    assert dash.next("maison/cuisine/valeur")[1] == b"19.5"
+    assert dash.next("$SYS/broker/uptime", timeout=20)  # $SYS too
+    dash.publish("maison/salon/valeur", b"99")  # refused: readings come from nodes only
+    dash.publish("maison/salon/status", b"offline")
+    dash.publish("maison/cuisine/led/set", b"1")
+    dash.publish("ctrlled", b"1")
+    assert dash.next("maison/cuisine/led/set")[1] == b"1"
+    assert [m[0] for m in dash.seen if m[0].startswith("maison/")] == \
+        ["maison/salon/valeur", "maison/cuisine/valeur", "maison/cuisine/led/set"], dash.seen
+    assert cuisine.until("ctrlled") == [("maison/cuisine/led/set", b"1"), ("ctrlled", b"1")]
+    assert salon.until("ctrlled") == [("ctrlled", b"1")]
+
+
+def test_an_account_the_acl_does_not_name_gets_nothing(broker, clients):
+    salon_pw = node_password(broker, "salon")
+    dash = broker.witness("maison/#")
+    pw = add_account(broker, "intrus")
+    intrus = login(clients, broker.port, "intrus", pw, broker.ca)
+    intrus.subscribe("#", "$SYS/#")
+    intrus.publish("maison/salon/valeur", b"forged")
+    intrus.publish("ctrlled", b"1")
+    salon = login(clients, broker.port, "salon", salon_pw, broker.ca)
+    salon.publish("maison/salon/valeur", b"21.5")
+    assert dash.next("maison/salon/valeur")[1] == b"21.5"
+    assert [m[0] for m in dash.seen] == ["maison/salon/valeur"], dash.seen
+    dash.publish("maison/salon/led/set", b"1")
+    dash.publish("ctrlled", b"1")
+    # The one thing everyone may read, asked for last: nothing else came before it.
+    intrus.subscribe("$SYS/broker/version")
+    got = intrus.until("$SYS/broker/version")
+    assert {m[0] for m in got} == {"$SYS/broker/version"}, got
+
+
+# --- 4. WebSockets ------------------------------------------------------------------------
+@pytest.mark.parametrize("ws_tls", [True, False], ids=["wss", "ws"])
+def test_websockets_carry_a_nodes_readings(make_broker, start_node, clients, ws_tls):
+    b = make_broker(ws_tls=ws_tls)
+    ws_port = b.settings["ws_port"]
+    dash = b.dashboard
+    c = clients(ws_port, dash["user"], dash["password"], ca=b.ca if ws_tls else None, transport="websockets")
+    assert c.outcome() == "accepted"
+    c.subscribe("maison/salon/valeur")
+    start_node(b.node_config(period_s=0.5), "cpython")
+    topic, payload = c.next(timeout=30)
+    assert topic == "maison/salon/valeur" and 15 < float(payload) < 30
+    log = b.mosq.log()
+    assert "Unable to create websockets listener" not in log
+    if ws_tls:
+        # Run as root, Mosquitto reads the root-only key only if the conf keeps it root.
+        with open(os.path.join(b.out, "mosquitto.conf")) as f:
+            assert "user %s\n" % getpass.getuser() in f.read()
+        plain = clients(ws_port, dash["user"], dash["password"], transport="websockets")
+        assert plain.outcome(timeout=5) != "accepted"
+    assert clients(ws_port, dash["user"], "wrong", ca=b.ca if ws_tls else None,
+                   transport="websockets").outcome() == "refused: Not authorized"
+
+
+# --- 5. the bridge ------------------------------------------------------------------------
+def remote_with_bridge_account(make_broker):
+    """A second broker with its own kit and CA, and an account that may write maison/#."""
+    remote = make_broker()
+    pw = add_account(remote, "bridge", acl=["topic write maison/#"])
+    return remote, pw
+
+
+def test_bridge_copies_readings_to_a_remote_broker(make_broker, start_node, clients):
+    remote, pw = remote_with_bridge_account(make_broker)
+    login(clients, remote.port, "bridge", pw, remote.ca).close()
+    far = remote.witness("maison/#")
+    local = make_broker(bridge={"name": "cloud", "host": "localhost", "port": remote.port, "cafile": remote.ca,
+                                "user": "bridge", "password": pw, "client_id": "maison-bridge"})
+    near = local.witness("$SYS/broker/connection/maison-bridge/state")
+    assert near.next(where=lambda m: m[1] == b"1", timeout=20)  # the link is up, as the dashboard sees it
+    start_node(local.node_config(period_s=0.5), "cpython")
+    value = far.next("maison/salon/valeur", timeout=30)[1]
+    assert 15 < float(value) < 30
+    far.next("maison/salon/status", where=lambda m: m[1] == b"online")
+    late = remote.witness("maison/salon/status")  # a retained message reaches a late subscriber
+    topic, payload, retained, _ = late.next("maison/salon/status")
+    assert payload == b"online" and retained  # kept retained across the bridge
+    assert "New bridge connected from 127.0.0.1" in remote.mosq.log()
+    assert "as maison-bridge (p2, c0, k60, u'bridge')" in remote.mosq.log()
+    assert pw not in remote.mosq.log() + local.mosq.log()
+    # The kit keeps the secret out of kit.json; the remote CA is the kit's own copy.
+    with open(os.path.join(local.out, "kit.json")) as f:
+        assert pw not in f.read()
+    with open(os.path.join(local.out, kit.BRIDGE_CA), "rb") as f, open(remote.ca, "rb") as g:
+        assert f.read() == g.read()
+
+
+@pytest.mark.parametrize("case", ["name absent from the certificate", "another CA", "wrong password"])
+def test_bridge_refused_when_the_remote_is_not_the_right_one_or_says_no(make_broker, case, tmp_path):
+    remote, pw = remote_with_bridge_account(make_broker)
+    bridge = {"host": "localhost", "port": remote.port, "cafile": remote.ca, "user": "bridge", "password": pw}
+    if case == "name absent from the certificate":
+        bridge["host"] = "127.0.0.1"  # the remote's certificate names localhost only
+        expect = "host name verification failed"
+    elif case == "another CA":
+        certs.write_cert(tmp_path / "other-ca.pem", certs.make_ca("Another CA", certs.new_key()))
+        bridge["cafile"] = str(tmp_path / "other-ca.pem")
+        expect = "certificate verify failed"
+    else:
+        bridge["password"] = "not-the-password"
+        expect = "Connection Refused: not authorised"
+    local = make_broker(bridge=bridge)
+    deadline = time.monotonic() + TIMEOUT
+    while expect not in local.mosq.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert expect in local.mosq.log(), local.mosq.log()
+    assert "New bridge connected" not in remote.mosq.log()
+
+
+def test_bridge_settings_from_the_command_line(tmp_path):
+    out = tmp_path / "kit"
+    other = certs.make_ca("Remote CA", certs.new_key())
+    certs.write_cert(tmp_path / "remote-ca.der", other, der=True)  # DER in: Mosquitto wants PEM
+    secret = "s3cret pass-%d" % time.monotonic_ns()
+    (tmp_path / "pw").write_text(secret + "\n")
+    base = ["broker", "--out", str(out), "--host", "localhost", "--port", "18883", "--ws-port", "0"]
+    r = kit_cli(*base, "--bridge-host", "mqtt.example.org", "--bridge-ca", str(tmp_path / "remote-ca.der"),
+                "--bridge-user", "maison", "--bridge-password-file", str(tmp_path / "pw"))
+    assert r.returncode == 0, r.stderr
+    assert secret not in r.stdout + r.stderr
+    assert "bridge 'remote': maison/# copied to mqtt.example.org:8883 as maison" in r.stdout
+    conf = (out / "mosquitto.conf").read_text()
+    for line in ("connection remote", "address mqtt.example.org:8883", "bridge_cafile %s/bridge-ca.pem" % out,
+                 "bridge_insecure false", "remote_clientid remote.localhost", "remote_username maison",
+                 "remote_password %s" % secret, "try_private true", "cleansession false", "topic maison/# out 1"):
+        assert line + "\n" in conf, line
+    assert secret not in (out / "kit.json").read_text()
+    assert (out / "bridge.secret").read_text() == secret + "\n"
+    assert stat.S_IMODE((out / "bridge.secret").stat().st_mode) == 0o600
+    assert x509.load_pem_x509_certificate((out / "bridge-ca.pem").read_bytes()) == other
+    # broker-install carries the bridge: its CA is copied, the conf points there with the password.
+    s = kit.load_settings(str(out))
+    installed = install.installed_conf(str(out), "/r", s)
+    assert "bridge_cafile /r/etc/mosquitto/maison/bridge-ca.pem\n" in installed
+    assert "remote_password %s\n" % secret in installed
+    # A second run keeps the bridge; one flag changes one setting.
+    assert kit_cli(*base).returncode == 0
+    assert (out / "mosquitto.conf").read_text() == conf
+    assert kit_cli(*base, "--bridge-port", "8884", "--bridge-try-private", "0").returncode == 0
+    conf2 = (out / "mosquitto.conf").read_text()
+    assert "address mqtt.example.org:8884\n" in conf2 and "try_private false\n" in conf2
+    assert "remote_password %s\n" % secret in conf2
+    # Mistakes are one line naming the setting, and never show the password.
+    (tmp_path / "bad").write_text(secret + " \n")
+    for args, says in (((*base, "--bridge-password-file", str(tmp_path / "bad")), "kit: the bridge password: "),
+                       ((*base, "--bridge-ca", str(tmp_path / "pw")), "kit: BRIDGE_CA: "),
+                       ((*base, "--bridge-host", "::1"), "kit: BRIDGE_HOST: ")):
+        r = kit_cli(*args)
+        assert r.returncode == 1 and r.stderr.startswith(says) and r.stderr.count("\n") == 1, r.stderr
+        assert secret not in r.stdout + r.stderr
+    r = kit_cli("broker", "--out", str(tmp_path / "k2"), "--bridge-host", "mqtt.example.org")
+    assert r.returncode == 1 and r.stderr.startswith("kit: BRIDGE_CA: "), r.stderr
+    # --no-bridge removes it, secret and CA copy included.
+    assert kit_cli(*base, "--no-bridge").returncode == 0
+    assert "connection " not in (out / "mosquitto.conf").read_text()
+    assert not (out / "bridge.secret").exists() and not (out / "bridge-ca.pem").exists()
+    assert json.loads((out / "kit.json").read_text())["bridge"] is None
+
+
+# --- 6. on the wire, as Wireshark shows it --------------------------------------------------
+@contextlib.contextmanager
+def capture(port, pcap):
+    """tshark capturing TCP port `port` on the loopback interface into pcap, started and stopped."""
+    if not shutil.which("tshark"):
+        pytest.skip("tshark is not installed (apt-get install tshark)")
+    err_path = str(pcap) + ".err"
+    with open(err_path, "wb") as err:
+        p = subprocess.Popen(["tshark", "-i", "lo", "-f", "tcp port %d" % port, "-w", str(pcap)],
+                             stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while "Capture started" not in _read(err_path):
+            if p.poll() is not None or time.monotonic() > deadline:
+                said = _read(err_path).strip()
+                if "permission" in said.lower() or "not permitted" in said.lower() or os.geteuid() != 0:
+                    pytest.skip("tshark cannot capture on lo here (run as root): %s" % said[-300:])
+                raise AssertionError("tshark did not start capturing:\n" + said)
+            time.sleep(0.05)
+        # "Capture started" comes a little before packets are caught: knock until one is written.
+        size = os.path.getsize(pcap)
+        while os.path.getsize(pcap) == size:
+            if time.monotonic() > deadline:
+                raise AssertionError("tshark caught nothing on port %d" % port)
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            time.sleep(0.1)
+        yield
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)  # as Ctrl-C: tshark finishes the file
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _read(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def tshark(pcap, decode, display, *fields):
+    """Rows of fields (each a list: a frame may carry several MQTT packets) from a capture."""
+    args = ["tshark", "-r", str(pcap), "-d", decode, "-Y", display, "-T", "fields", "-E", "occurrence=a",
+            "-E", "aggregator=,", "-E", "separator=/t"]  # no topic or id here has a comma or a tab
+    for f in fields:
+        args += ["-e", f]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return [[v.split(",") for v in line.split("\t")] for line in r.stdout.splitlines()]
+
+
+def _readings_and_capture(broker, start_node, tmp_path, port, **changes):
+    w = broker.witness("maison/salon/valeur")
+    cfg = broker.node_config(period_s=0.5, **changes)
+    with open(cfg) as f:
+        secret = json.load(f)["mqtt"]["password"]
+    pcap = tmp_path / "lo.pcapng"
+    with capture(port, pcap):
+        node = start_node(cfg, "cpython")
+        client_id = node.wait_log(r"connected to localhost:\d+ as (salon-[0-9a-f]{12})").group(1)
+        readings = [w.next("maison/salon/valeur")[1] for _ in range(3)]
+        time.sleep(0.3)  # the last packets reach the file
+    with open(pcap, "rb") as f:
+        raw = f.read()
+    return pcap, raw, secret, client_id, readings
+
+
+def test_on_the_tls_port_the_wire_shows_no_mqtt(broker, start_node, tmp_path):
+    pcap, raw, secret, client_id, readings = _readings_and_capture(broker, start_node, tmp_path, broker.port)
+    decode = "tcp.port==%d,tls" % broker.port
+    assert tshark(pcap, decode, "tls.handshake.type == 1", "frame.number")  # a ClientHello: this is TLS
+    assert tshark(pcap, decode, "tls.record.content_type == 23", "frame.number")  # and application data
+    assert tshark(pcap, decode, "mqtt", "frame.number") == []
+    for clear in [secret.encode(), client_id.encode(), b"maison/salon/valeur", b"\x00\x04MQTT", b"online"] + readings:
+        assert clear not in raw, clear
+
+
+def test_on_the_local_plaintext_port_wireshark_reads_the_node(broker, start_node, tmp_path):
+    port = broker.local_port
+    pcap, raw, secret, client_id, readings = _readings_and_capture(
+        broker, start_node, tmp_path, port, mqtt__tls=False, mqtt__port=port)
+    decode = "tcp.port==%d,mqtt" % port
+    connects = tshark(pcap, decode, "mqtt.msgtype == 1", "mqtt.clientid", "mqtt.conflag.uname",
+                      "mqtt.conflag.passwd", "mqtt.conflag.willflag", "mqtt.kalive", "mqtt.willtopic",
+                      "mqtt.username", "mqtt.passwd")
+    assert len(connects) == 1, connects
+    cid, uname, pwflag, will, kalive, willtopic, user, password = [v[0] for v in connects[0]]
+    assert cid == client_id and uname in ("1", "True") and pwflag in ("1", "True") and will in ("1", "True")
+    assert kalive == "60" and willtopic == "maison/salon/status" and user == "salon"
+    assert password == secret  # why the nodes use TLS: anyone on the path reads this
+    publishes = tshark(pcap, decode, "mqtt.msgtype == 3", "mqtt.topic")
+    topics = [t for row in publishes for t in row[0]]
+    assert topics.count("maison/salon/valeur") >= len(readings), topics
+    assert "maison/salon/status" in topics
+    for clear in [secret.encode(), client_id.encode(), b"maison/salon/valeur"] + readings:
+        assert clear in raw, clear  # the same search that finds nothing on the TLS port
+
+
+# --- make broker, run again -------------------------------------------------------------
+def kit_cli(*args):
+    return subprocess.run([sys.executable, "-m", "nodekit.kit"] + list(args), cwd=str(REPO),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_make_broker_twice_keeps_accounts_ca_and_acl(tmp_path):
+    out = tmp_path / "kit"
+    base = ["broker", "--out", str(out), "--host", "localhost", "--port", "18883", "--ws-port", "19001",
+            "--local-port", "11883"]
+
+    def read(*names):
+        return {n: (out / n).read_bytes() for n in names}
+
+    def node(room):
+        r = kit_cli("node", "--out", str(out), "--room", room)
+        assert r.returncode == 0, r.stderr
+        return json.loads((out / "nodes" / room / "config.json").read_text())["mqtt"]["password"]
+
+    files = ("ca.pem", "ca.key", "server.pem", "server.key", "passwd", "acl", "dashboard.json", "mosquitto.conf")
+    assert kit_cli(*base).returncode == 0
+    pw = {room: node(room) for room in ("salon", "cuisine")}
+    first = read(*files)
+    r = kit_cli(*base)
+    assert r.returncode == 0 and pw["salon"] not in r.stdout + r.stderr
+    assert node("salon") == pw["salon"] and node("cuisine") == pw["cuisine"]
+    assert read(*files) == first  # nothing changed: same CA, same certificate, same passwd lines
+    acl = (out / "acl").read_text()
+    for room in ("salon", "cuisine", "dashboard"):
+        assert acl.count("user %s\n" % room) == 1, acl
+    assert sorted(passwd.read(str(out / "passwd"))) == ["cuisine", "dashboard", "salon"]
+    modes = {n: stat.S_IMODE((out / n).stat().st_mode)
+             for n in ("ca.key", "server.key", "passwd", "acl", "dashboard.json", "mosquitto.conf",
+                       "nodes/salon/config.json")}
+    assert modes == dict.fromkeys(modes, 0o600), modes
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    # --renew: a new server certificate from the same CA; nothing else moves.
+    assert kit_cli(*base, "--renew").returncode == 0
+    renewed = read(*files)
+    assert renewed["server.pem"] != first["server.pem"] and renewed["server.key"] != first["server.key"]
+    ca = certs.load_cert(str(out / "ca.pem"))
+    server = certs.load_cert(str(out / "server.pem"))
+    server.verify_directly_issued_by(ca)
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    for n in ("ca.pem", "ca.key", "passwd", "acl", "dashboard.json"):
+        assert renewed[n] == first[n], n
+    # --new-ca: a new CA and a server certificate from it; the accounts stay.
+    assert kit_cli(*base, "--new-ca").returncode == 0
+    again = read(*files)
+    assert again["ca.pem"] != first["ca.pem"] and again["passwd"] == first["passwd"]
+    certs.load_cert(str(out / "server.pem")).verify_directly_issued_by(certs.load_cert(str(out / "ca.pem")))
