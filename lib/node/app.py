@@ -170,6 +170,18 @@ class Node:
                 log("boot", "out of memory %d times in a row: resetting", self._memory_errors)
                 machine.reset()
 
+    def _retry_delay(self):
+        """After a loss: reconnect at once if the connection had lived a while, else back
+        off further (a broker that accepts then drops us must not get a storm)."""
+        lived = time.ticks_diff(time.ticks_ms(), self._connected_at or 0)
+        if lived >= _SHORT_LIFE_MS:
+            self._attempt = 0
+            return 0
+        delay = backoff_ms(self._attempt, self.cfg["backoff_max_ms"])
+        self._attempt += 1
+        log("mqtt", "next attempt in %d.%d s", delay // 1000, delay % 1000 // 100)
+        return delay
+
     def _lost(self, e):
         self.session.close()
         self._failed(e)
@@ -188,7 +200,7 @@ class Node:
     def run(self):
         period = self.cfg["period_ms"]
         cap = self.cfg["backoff_max_ms"]
-        attempt = 0
+        self._attempt = 0
         retry_at = time.ticks_ms()
         t_next = time.ticks_ms()
         t_stats = time.ticks_add(t_next, self.cfg["stats_ms"])
@@ -205,7 +217,7 @@ class Node:
                     self.publish_stats()
                 except Exception as e:
                     self._lost(e)
-                    retry_at = time.ticks_ms()
+                    retry_at = time.ticks_add(time.ticks_ms(), self._retry_delay())
                 continue
             due = time.ticks_diff(t_next, now)
             if due <= 0:
@@ -217,7 +229,7 @@ class Node:
                         self.deliver()
                     except Exception as e:
                         self._lost(e)
-                        retry_at = time.ticks_ms()
+                        retry_at = time.ticks_add(time.ticks_ms(), self._retry_delay())
                 continue
             if not self.wifi.up():
                 if self.session.connected:
@@ -234,11 +246,9 @@ class Node:
                 if time.ticks_diff(now, retry_at) < 0:
                     time.sleep_ms(min(due, time.ticks_diff(retry_at, now)))
                     continue
-                if self.try_connect():
-                    attempt = 0
-                else:
-                    delay = backoff_ms(attempt, cap)
-                    attempt += 1
+                if not self.try_connect():
+                    delay = backoff_ms(self._attempt, cap)
+                    self._attempt += 1
                     retry_at = time.ticks_add(time.ticks_ms(), delay)
                     log("mqtt", "next attempt in %d.%d s", delay // 1000, delay % 1000 // 100)
                 continue
@@ -246,7 +256,7 @@ class Node:
                 self.session.wait(min(due, _LINK_CHECK_MS))
             except Exception as e:
                 self._lost(e)
-                retry_at = time.ticks_ms()
+                retry_at = time.ticks_add(time.ticks_ms(), self._retry_delay())
 
 
 

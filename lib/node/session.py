@@ -69,6 +69,14 @@ class _Client(MQTTClient):
         self._recent = array("H", bytes(2 * _RECENT))  # packet ids of QoS 1 messages handed on
         self._next = 0
 
+    def _read(self, n):
+        # umqtt's read(n) returns what there is when the broker closes: half a message
+        # must never be taken for a whole one.
+        data = self.sock.read(n)
+        if data is None or len(data) != n:
+            raise OSError("connection closed by the broker in the middle of a packet")
+        return data
+
     def _seen(self, pid):
         for p in self._recent:  # (MicroPython's array has no `in`)
             if p == pid:
@@ -84,24 +92,26 @@ class _Client(MQTTClient):
             raise OSError(-1)
         self.rearm()
         if res == b"\xd0":  # PINGRESP
-            self.sock.read(1)
+            self._read(1)
             return None
         op = res[0]
         if op & 0xF0 != 0x30:
             return op
         sz = self._recv_len()
-        topic_len = self.sock.read(2)
+        if sz > _LARGEST:
+            raise OSError("malformed PUBLISH from the broker (%d bytes announced)" % sz)
+        topic_len = self._read(2)
         topic_len = (topic_len[0] << 8) | topic_len[1]
-        topic = self.sock.read(topic_len)
         sz -= topic_len + 2
+        if sz < 0:
+            raise OSError("malformed PUBLISH from the broker (topic longer than the packet)")
+        topic = self._read(topic_len)
         pid = 0
         if op & 6:
-            pid = self.sock.read(2)
+            pid = self._read(2)
             pid = pid[0] << 8 | pid[1]
             sz -= 2
-        if sz < 0 or sz > _LARGEST:
-            raise OSError("malformed PUBLISH from the broker (%d bytes)" % sz)
-        msg = self.sock.read(sz)
+        msg = self._read(sz) if sz > 0 else b""
         if op & 6 == 2:
             if not (op & 8 and self._seen(pid)):  # DUP and already handed on: ack only
                 self._recent[self._next] = pid
@@ -125,6 +135,9 @@ def describe(e, host, port):
     """One line saying why a connection failed, in the user's terms."""
     if isinstance(e, MQTTException):
         rc = e.args[0] if e.args else 0
+        if rc == 0x80:  # umqtt raises the SUBACK failure code the same way
+            return ("the broker refused a subscription (SUBACK 0x80): the account may not read "
+                    "ctrlled or its maison/<room>/led/set topic")
         return "broker refused the connection: %s (CONNACK %s)" % (_CONNACK.get(rc, "code"), rc)
     text = str(e)
     low = text.lower()
@@ -134,8 +147,14 @@ def describe(e, host, port):
         return ("broker's certificate not trusted: not signed by the configured CA, "
                 "or '%s' not in it (%s)" % (host, text))
     errno = getattr(e, "errno", None) or (e.args[0] if e.args and type(e.args[0]) is int else None)
-    if errno in (111, 104) or "refused" in low:
+    if errno == 111 or "refused" in low:
         return "nothing accepts connections on %s:%d (broker down or wrong port?)" % (host, port)
+    if errno in (-1, 32, 104) or "reset" in low or "broken pipe" in low:
+        # umqtt raises OSError(-1) when the broker closes; 104 ECONNRESET, 32 EPIPE.
+        return "connection closed by the broker (%s)" % ("closed" if errno == -1 else "reset")
+    if isinstance(e, (AssertionError, IndexError)):
+        # umqtt.simple checks the CONNACK with assert and indexing.
+        return "the answer to CONNECT was truncated or malformed: is %s:%d an MQTT broker?" % (host, port)
     if errno in (110, 116) or "timed out" in low:
         return "no answer from %s:%d within %d s" % (host, port, _sockets.timeout)
     if errno in (-2, -3, -202, -5):
