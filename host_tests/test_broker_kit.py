@@ -610,3 +610,15 @@ def test_make_broker_twice_keeps_accounts_ca_and_acl(tmp_path):
     again = read(*files)
     assert again["ca.pem"] != first["ca.pem"] and again["passwd"] == first["passwd"]
     certs.load_cert(str(out / "server.pem")).verify_directly_issued_by(certs.load_cert(str(out / "ca.pem")))
+
+
+def test_new_ca_reissues_client_certificates(tmp_path):
+    from cryptography.exceptions import InvalidSignature  # noqa: F401
+    from nodekit import certs
+    out = str(tmp_path / "kit")
+    kit.make_broker(out, host="localhost", client_certs=True)
+    kit.add_node(out, "salon")
+    kit.make_broker(out, new_ca=True)
+    kit.add_node(out, "salon")
+    ca = certs.load_cert(os.path.join(out, "ca.pem"))
+    certs.load_cert(os.path.join(out, "nodes", "salon", "client.der")).verify_directly_issued_by(ca)

@@ -24,6 +24,8 @@ import os
 import re
 import sys
 
+from cryptography.exceptions import InvalidSignature
+
 from nodekit import certs, passwd
 
 SERVER_DAYS = 825
@@ -323,6 +325,14 @@ def make_broker(out, host=None, ips=None, port=None, ws_port=None, ws_tls=None, 
     return s
 
 
+def _signed_by(cert_path, ca_cert):
+    try:
+        certs.load_cert(cert_path).verify_directly_issued_by(ca_cert)
+        return True
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+
+
 def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc"):
     if not os.path.exists(_p(out, KIT_FILE)):
         raise KitError("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
@@ -342,7 +352,7 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc"):
             old = json.load(f)
     mqtt = {"host": s["host"], "port": s["port"], "tls": tls, "keepalive": 60}
     if s["client_certs"]:
-        if not os.path.exists(_p(ndir, "client.der")):
+        if not _signed_by(_p(ndir, "client.der"), ca_cert):  # none yet, or from a replaced CA
             key = certs.new_key(s["key_type"])
             cert = certs.issue(certs.load_key(_p(out, "ca.key")), ca_cert, room, key, CLIENT_DAYS,
                                server=False)
