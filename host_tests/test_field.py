@@ -127,7 +127,8 @@ def test_sensor_failure_skips_readings_and_is_counted(broker, start_node, runtim
 
 
 def test_watchdog_resets_a_hung_node_but_not_an_outage(broker, start_node, runtime):
-    cfg = broker.node_config(period_s=0.3, sensor__type="adc", watchdog_s=3)
+    # The watchdog must outlast the longest socket wait: keepalive 1 s makes that 1 s.
+    cfg = broker.node_config(period_s=0.3, sensor__type="adc", watchdog_s=3, mqtt__keepalive=1)
     w = broker.witness("maison/salon/stats")
     node = start_node(cfg, runtime)
     node.wait_log(r"mqtt  connected")

@@ -127,8 +127,9 @@ def check(raw):
             "payload": payload,
             "backoff_max_ms": 1000 * _int(raw, "backoff_max_s", "backoff_max_s", 1, 3600, 60),
             "stats_ms": 1000 * _int(raw, "stats_s", "stats_s", 1, 86400, 60),
-            # Longer than the slowest step: connect + TLS handshake + subscribes, 10 s each at most.
-            "watchdog_ms": 1000 * _int(raw, "watchdog_s", "watchdog_s", 2, 3600, 60)}
+            # Longer than the slowest wait (socket timeout: 10 s, or 1.5 x keepalive if shorter).
+            "watchdog_ms": 1000 * _int(raw, "watchdog_s", "watchdog_s",
+                                       min(10, mqtt["keepalive"] * 3 // 2) + 2, 3600, 60)}
 
 
 def load(path="config.json"):

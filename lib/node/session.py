@@ -69,6 +69,16 @@ class _Client(MQTTClient):
         self._recent = array("H", bytes(2 * _RECENT))  # packet ids of QoS 1 messages handed on
         self._next = 0
 
+    def _recv_len(self):
+        # At most 4 bytes, as MQTT allows: an endless length must not keep us reading.
+        n = 0
+        for shift in (0, 7, 14, 21):
+            b = self._read(1)[0]
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return n
+        raise OSError("malformed remaining length from the broker")
+
     def _read(self, n):
         # umqtt's read(n) returns what there is when the broker closes: half a message
         # must never be taken for a whole one.
@@ -192,6 +202,7 @@ class Session:
         self.client.set_callback(self._received)
         self.client.set_last_will(self.t_status, b"offline", retain=True, qos=1)
         self.connected = False
+        self._subscribed = False
         self._poll = None
         self._raw = None
         self._last_rx = self._last_tx = self._last_ping = 0
@@ -214,10 +225,14 @@ class Session:
         resumed = self.client.connect(clean_session=False)
         self._raw = _sockets.last
         self.connected = True
-        if not resumed:
+        # A broker keeps the session even when a subscription failed or the link broke
+        # half-way through them: subscribe again until all have been granted once.
+        if not resumed or not self._subscribed:
+            self._subscribed = False
             for t in self.subscriptions:
                 self._arm()
                 self.client.subscribe(t, 1)
+            self._subscribed = True
         p = select.poll()
         p.register(self.client.sock, select.POLLIN)
         self._poll = getattr(p, "ipoll", p.poll)
