@@ -28,7 +28,7 @@ _CONNACK = {1: "unacceptable protocol version", 2: "client id rejected",
             5: "not authorised (wrong user name or password?)"}
 _HUP = const(0x18)  # POLLHUP | POLLERR
 _RECENT = const(8)  # QoS 1 packet ids remembered to spot a redelivery
-_LARGEST = const(65536)  # bigger messages are refused: no command is that long
+_LARGEST = const(131072)  # bigger messages are refused: no command is that long
 SOCKET_TIMEOUT_S = 10  # bounds connect, the TLS handshake and every wait for an answer
 
 
