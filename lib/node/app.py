@@ -183,9 +183,11 @@ class Node:
         return delay
 
     def _lost(self, e):
+        """The connection broke: say why, and set when to reconnect."""
         self.session.close()
         self._failed(e)
         log("mqtt", "connection lost: %s", describe(e, self.session.host, self.session.port))
+        self._retry_at = time.ticks_add(time.ticks_ms(), self._retry_delay())
         # The broker drops an older connection when another client connects with the
         # same id; two such clients knock each other off in turn.
         lived = time.ticks_diff(time.ticks_ms(), self._connected_at or 0)
@@ -201,7 +203,7 @@ class Node:
         period = self.cfg["period_ms"]
         cap = self.cfg["backoff_max_ms"]
         self._attempt = 0
-        retry_at = time.ticks_ms()
+        self._retry_at = time.ticks_ms()
         t_next = time.ticks_ms()
         t_stats = time.ticks_add(t_next, self.cfg["stats_ms"])
         clock_done = False
@@ -217,7 +219,6 @@ class Node:
                     self.publish_stats()
                 except Exception as e:
                     self._lost(e)
-                    retry_at = time.ticks_add(time.ticks_ms(), self._retry_delay())
                 continue
             due = time.ticks_diff(t_next, now)
             if due <= 0:
@@ -229,7 +230,6 @@ class Node:
                         self.deliver()
                     except Exception as e:
                         self._lost(e)
-                        retry_at = time.ticks_add(time.ticks_ms(), self._retry_delay())
                 continue
             if not self.wifi.up():
                 if self.session.connected:
@@ -243,20 +243,19 @@ class Node:
                     clock.sync(self.cfg["ntp"]["host"])
                 continue
             if not self.session.connected:
-                if time.ticks_diff(now, retry_at) < 0:
-                    time.sleep_ms(min(due, time.ticks_diff(retry_at, now)))
+                if time.ticks_diff(now, self._retry_at) < 0:
+                    time.sleep_ms(min(due, time.ticks_diff(self._retry_at, now)))
                     continue
                 if not self.try_connect():
                     delay = backoff_ms(self._attempt, cap)
                     self._attempt += 1
-                    retry_at = time.ticks_add(time.ticks_ms(), delay)
+                    self._retry_at = time.ticks_add(time.ticks_ms(), delay)
                     log("mqtt", "next attempt in %d.%d s", delay // 1000, delay % 1000 // 100)
                 continue
             try:
                 self.session.wait(min(due, _LINK_CHECK_MS))
             except Exception as e:
                 self._lost(e)
-                retry_at = time.ticks_add(time.ticks_ms(), self._retry_delay())
 
 
 
