@@ -22,7 +22,6 @@ _LINK_CHECK_MS = 1000  # how often an idle node looks at its Wi-Fi link
 _QUIET_MS = 1000       # at most one "ignored" line per second, however much garbage comes
 _SHORT_LIFE_MS = 30000  # a connection the broker closes sooner hints at a duplicate client id
 _MEMORY_RESETS = 5     # consecutive MemoryErrors before a controlled reset
-SAFE_MODE_FILE = "SAFEMODE"
 
 
 def client_id(cfg):
@@ -260,13 +259,8 @@ class Node:
 
 
 def safe_mode():
-    """Start without the node: a SAFEMODE file on the board, or the BOOT/FLASH button
-    (GPIO0) held down at reset. Nothing in config.json or lib/ can then lock a person out."""
-    try:
-        open(SAFE_MODE_FILE).close()
-        return "the %s file is present (delete it and reset)" % SAFE_MODE_FILE
-    except OSError:
-        pass
+    """Start without the node when the BOOT/FLASH button (GPIO0) is held down at reset, so
+    nothing in config.json can lock a person out. (main.py checks the SAFEMODE file.)"""
     if sys.platform in ("esp8266", "esp32"):
         if machine.Pin(0, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0:
             return "the BOOT/FLASH button was held"

@@ -10,7 +10,8 @@ NO_MAIN_EXIT = 3  # main.py returned: on a board, this is the REPL prompt
 
 _repo = os.getenv("NODE_REPO")
 _extra = [p for p in (os.getenv("NODE_PATH") or "").split(":") if p]
-for _p in [_repo + "/lib"] + _extra:
+# NODE_LIB: a compiled lib/ (nodekit.build) instead of the repo's .py sources.
+for _p in [os.getenv("NODE_LIB") or _repo + "/lib"] + _extra:
     sys.path.insert(1, _p)
 
 
