@@ -12,11 +12,15 @@ OUT     ?= broker
 BROKER_HOST ?= raspberrypi.local
 BROKER_IPS  ?=
 PORT    ?= 8883
+# PORT names the broker's port for `make broker` and the board's serial port for flash/deploy:
+# SERIAL is PORT only when the user gave it.
+SERIAL  := $(if $(filter command line environment,$(origin PORT)),$(PORT))
+BOARD   ?=
 WS_PORT ?= 9001
 ROOM    ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup system sim test broker node doctor broker-install soak clean
+.PHONY: help setup system sim test broker node doctor broker-install soak clean firmware flash
 
 help:
 	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json]   run a node on this PC"
@@ -24,6 +28,8 @@ help:
 	@echo "make broker BROKER_HOST=raspberrypi.local OUT=broker/   write the Pi's broker kit"
 	@echo "make node ROOM=salon OUT=broker/            add a node to the kit, write its config.json"
 	@echo "make doctor CONFIG=path/config.json         check everything a node meets with that config"
+	@echo "make firmware BOARD=esp32                   download a MicroPython image, check its sha256"
+	@echo "make flash BOARD=huzzah PORT=/dev/ttyUSB0 [CONFIG=...] [DRY_RUN=1]   bare board -> reporting node"
 	@echo "make setup                                  system packages, virtualenv, umqtt.simple"
 
 # System packages (mosquitto, ...): installed with apt-get as root, else the command is printed.
@@ -67,11 +73,22 @@ broker-install: $(VENV)/.installed
 
 node: $(VENV)/.installed
 	@test -n "$(ROOM)" || { echo "make node: give the room, e.g. make node ROOM=salon OUT=$(OUT)"; exit 2; }
-	$(VPY) -m nodekit.kit node --out $(OUT) --room $(ROOM)
+	$(VPY) -m nodekit.kit node --out $(OUT) --room $(ROOM) $(if $(BOARD),--board $(BOARD))
 
 doctor: $(VENV)/.installed .deps/umqtt/simple.py
 	@test -n "$(CONFIG)" || { echo "make doctor: give the node's config, e.g. make doctor CONFIG=broker/nodes/salon/config.json"; exit 2; }
 	$(VPY) -m nodekit.doctor --config $(CONFIG)
+
+# Boards: firmware/boards.json. SHA256=<hash> pins an image the manifest has no hash for;
+# TRUST=1 pins the hash of this HTTPS download. IMAGE=file flashes a local image (checked the same way).
+firmware: $(VENV)/.installed
+	$(VPY) -m nodekit.flash firmware --board "$(BOARD)" $(if $(SHA256),--sha256 $(SHA256)) \
+	  $(if $(filter 1,$(TRUST)),--trust)
+
+flash: setup
+	$(VPY) -m nodekit.flash flash --board "$(BOARD)" --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
+	  $(if $(SHA256),--sha256 $(SHA256)) $(if $(IMAGE),--image $(IMAGE)) $(if $(BAUD),--baud $(BAUD)) \
+	  $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 # One node for DURATION seconds with faults injected at random (not part of make test).
 DURATION ?= 3600

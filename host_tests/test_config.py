@@ -73,7 +73,7 @@ BAD = [
     ({"period_s": 0}, None, "config: period_s: expected a number of seconds 0.05..86400, got 0"),
     ({"led.active_low": "yes"}, None, 'config: led.active_low: expected true or false, got "yes"'),
     ({"sensor.type": "dht22"}, None, 'config: sensor.type: expected "adc" or "sim", got "dht22"'),
-    ({"perod_s": 5}, None, "config: perod_s: unknown key (known: room, wifi, mqtt, period_s, led, sensor, ntp, buffer, payload, backoff_max_s, stats_s, watchdog_s)"),
+    ({"perod_s": 5}, None, "config: perod_s: unknown key (known: room, board, wifi, mqtt, period_s, led, sensor, ntp, buffer, payload, qos, backoff_max_s, stats_s, watchdog_s, homeassistant)"),
     ({"mqtt.tls.capath": "x"}, None, "config: mqtt.tls.capath: unknown key (known: ca, cert, key)"),
 ]
 
@@ -132,3 +132,13 @@ def test_micropython_vm_agrees_with_cpython(tmp_path):
     out = subprocess.run([mp, str(script)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [message for _, _, message in BAD]
+
+
+def test_new_keys_board_qos_homeassistant():
+    cfg = check({"qos": 0, "board": "huzzah", "homeassistant": True})
+    assert (cfg["qos"], cfg["board"], cfg["homeassistant"]) == (0, "huzzah", True)
+    assert check({})["qos"] == 1 and check({})["homeassistant"] is False
+    with pytest.raises(ValueError, match=r"config: qos: expected 0 \(fire and forget\) or 1"):
+        check({"qos": 2})
+    with pytest.raises(ValueError, match="config: homeassistant: expected true or false"):
+        check({"homeassistant": "yes"})

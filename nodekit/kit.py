@@ -26,7 +26,7 @@ import sys
 
 from cryptography.exceptions import InvalidSignature
 
-from nodekit import certs, passwd
+from nodekit import REPO, certs, passwd
 
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
@@ -333,7 +333,7 @@ def _signed_by(cert_path, ca_cert):
         return False
 
 
-def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc"):
+def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=None):
     if not os.path.exists(_p(out, KIT_FILE)):
         raise KitError("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
     if not room or any(c in room for c in "/+#") or room == DASHBOARD:
@@ -367,16 +367,28 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc"):
                 raise KitError("account %r exists but %s has no password: remove the line from %s/passwd to make a new one"
                                % (user, cfg_path, out))
         mqtt.update(user=user, password=pw)
-    cfg = {"room": room,
-           "wifi": old.get("wifi") or {"ssid": wifi_ssid or "your-wifi", "password": wifi_password or "your-wifi-password"},
-           "mqtt": mqtt, "period_s": old.get("period_s", 5),
-           "led": old.get("led") or {"pin": 2, "active_low": True},
-           "sensor": old.get("sensor") or {"type": sensor}}
+    # Keys the person added or changed (wifi, payload, homeassistant...) are kept; the kit's are renewed.
+    cfg = dict(old, room=room, mqtt=mqtt)
+    cfg.setdefault("wifi", {"ssid": wifi_ssid or "your-wifi", "password": wifi_password or "your-wifi-password"})
+    cfg.setdefault("period_s", 5)
+    if board:  # the board profile's LED and analog input (firmware/boards.json)
+        prof = _board_profile(board)
+        cfg.update(board=board, led=prof["led"], sensor=dict(prof["sensor"], type=sensor) if sensor == "adc" else {"type": sensor})
+    cfg.setdefault("led", {"pin": 2, "active_low": True})
+    cfg.setdefault("sensor", {"type": sensor})
     _write_text(cfg_path, json.dumps(cfg, indent=2) + "\n", 0o600)
     if room not in s["nodes"]:
         s["nodes"].append(room)
     write_files(out, s)
     return cfg_path
+
+
+def _board_profile(name):
+    with open(os.path.join(REPO, "firmware", "boards.json")) as f:
+        boards = json.load(f)["boards"]
+    if name not in boards:
+        raise KitError("unknown BOARD=%s (known: %s)" % (name, ", ".join(boards)))
+    return boards[name]
 
 
 def _ports(text):
@@ -438,6 +450,7 @@ def main(argv=None):
     n = sub.add_parser("node", help="add a node's account and write its config.json")
     n.add_argument("--out", required=True)
     n.add_argument("--room", required=True)
+    n.add_argument("--board", help="a board profile from firmware/boards.json (its LED pin and ADC)")
     n.add_argument("--wifi-ssid")
     n.add_argument("--wifi-password")
     a = ap.parse_args(argv)
@@ -458,7 +471,7 @@ def main(argv=None):
                       _p(a.out, b["cafile"])))
             print("kit: try it here:  mosquitto -c %s" % _p(a.out, "mosquitto.conf"))
         else:
-            path = add_node(a.out, a.room, a.wifi_ssid, a.wifi_password)
+            path = add_node(a.out, a.room, a.wifi_ssid, a.wifi_password, board=a.board)
             print("kit: node %r: %s (edit its wifi section, then `make deploy CONFIG=%s`)" % (a.room, path, path))
     except (KitError, OSError) as e:
         print("kit: %s" % e, file=sys.stderr)

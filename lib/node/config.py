@@ -61,8 +61,9 @@ def _bool(sec, key, path, default):
 
 def check(raw):
     """Return a checked copy of the config with defaults filled in."""
-    _section(raw, "", ("room", "wifi", "mqtt", "period_s", "led", "sensor", "ntp",
-                       "buffer", "payload", "backoff_max_s", "stats_s", "watchdog_s"))
+    _section(raw, "", ("room", "board", "wifi", "mqtt", "period_s", "led", "sensor", "ntp",
+                       "buffer", "payload", "qos", "backoff_max_s", "stats_s", "watchdog_s",
+                       "homeassistant"))
     room = _str(raw, "room", "room")
     for c in "/+#":
         if c in room:
@@ -120,11 +121,18 @@ def check(raw):
     if payload not in ("plain", "json"):
         _fail("payload", '"plain" or "json"', payload)
 
+    qos = raw.get("qos", 1)
+    if qos not in (0, 1) or type(qos) is bool:
+        _fail("qos", "0 (fire and forget) or 1 (every reading acknowledged)", qos)
+
     return {"room": room, "wifi": wifi, "mqtt": mqtt, "period_ms": int(period * 1000),
             "led": led, "sensor": sensor, "ntp": ntp or None,
             # Readings kept while disconnected: 5 minutes' worth at the default period.
             "buffer": _int(raw, "buffer", "buffer", 1, 10000, 60),
-            "payload": payload,
+            "payload": payload, "qos": qos,
+            # The profile the PC tools wrote led/sensor from (firmware/boards.json); informational here.
+            "board": _str(raw, "board", "board", None),
+            "homeassistant": _bool(raw, "homeassistant", "homeassistant", False),
             "backoff_max_ms": 1000 * _int(raw, "backoff_max_s", "backoff_max_s", 1, 3600, 60),
             "stats_ms": 1000 * _int(raw, "stats_s", "stats_s", 1, 86400, 60),
             # Longer than the slowest wait (socket timeout: 10 s, or 1.5 x keepalive if shorter).
