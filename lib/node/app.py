@@ -118,9 +118,11 @@ class Node:
         return "%d" % value if self.is_int else "%.2f" % value
 
     def deliver(self):
-        """Publish waiting readings, oldest first, QoS 1: each is dropped from the
-        backlog only once the broker has acknowledged it."""
+        """Publish waiting readings, oldest first. With QoS 1 (the default) each is dropped
+        from the backlog only once the broker has acknowledged it; QoS 0 ("qos": 0) saves
+        the PUBACK's radio time, and a reading written just before the link breaks is lost."""
         b = self.backlog
+        qos = self.cfg["qos"]
         while b.count and self.session.connected:
             value, ticks, seq = b.oldest()
             text = self._text(value)
@@ -129,7 +131,7 @@ class Node:
                     text, seq, time.ticks_diff(time.ticks_ms(), ticks))
             else:
                 payload = text
-            self.session.publish(self.t_value, payload.encode(), False, 1)
+            self.session.publish(self.t_value, payload.encode(), False, qos)
             b.pop()
             self.stats.sent += 1
             log("read", "%s -> %s%s", text, self.t_value.decode(),

@@ -29,6 +29,7 @@ _CONNACK = {1: "unacceptable protocol version", 2: "client id rejected",
 _HUP = const(0x18)  # POLLHUP | POLLERR
 _RECENT = const(8)  # QoS 1 packet ids remembered to spot a redelivery
 _LARGEST = const(131072)  # bigger messages are refused: no command is that long
+_PKT = const(96)  # a reading's PUBLISH fits: larger ones (stats) get their own buffer
 SOCKET_TIMEOUT_S = 10  # bounds connect, the TLS handshake and every wait for an answer
 
 
@@ -66,6 +67,7 @@ class _Client(MQTTClient):
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.rearm = None  # set by Session: re-applies the socket timeout
+        self._pkt = bytearray(_PKT)  # reused by every PUBLISH that fits
         self._recent = array("H", bytes(2 * _RECENT))  # packet ids of QoS 1 messages handed on
         self._next = 0
 
@@ -92,6 +94,44 @@ class _Client(MQTTClient):
             if p == pid:
                 return True
         return False
+
+    def publish(self, topic, msg, retain=False, qos=0):
+        """The whole PUBLISH in one write: one TLS record and one TCP segment per reading,
+        where umqtt.simple writes four (header, topic, packet id, payload)."""
+        n = 2 + len(topic) + len(msg) + (2 if qos else 0)
+        buf = self._pkt if n + 5 <= len(self._pkt) else bytearray(n + 5)
+        buf[0] = 0x30 | qos << 1 | retain
+        i = 1
+        while n > 0x7F:
+            buf[i] = (n & 0x7F) | 0x80
+            n >>= 7
+            i += 1
+        buf[i] = n
+        i += 1
+        n = len(topic)
+        buf[i] = n >> 8
+        buf[i + 1] = n & 0xFF
+        buf[i + 2:i + 2 + n] = topic
+        i += 2 + n
+        if qos:
+            # umqtt.simple 1.3 lets pid grow past 65535 (and fail): wrap it 1..65535.
+            self.pid = pid = self.pid % 0xFFFF + 1
+            buf[i] = pid >> 8
+            buf[i + 1] = pid & 0xFF
+            i += 2
+        n = len(msg)
+        buf[i:i + n] = msg
+        self.sock.write(buf, i + n)
+        while qos:  # wait for the PUBACK; commands arriving meanwhile are applied
+            op = self.wait_msg()
+            if op == 0x40:
+                ack = self._read(3)
+                if ack[0] != 2:
+                    raise OSError("malformed PUBACK from the broker")
+                if ack[1] << 8 | ack[2] == pid:
+                    return
+            elif op and op & 0xF0 != 0x30:
+                raise OSError("unexpected packet 0x%02x from the broker" % op)
 
     def wait_msg(self):
         res = self.sock.read(1)
