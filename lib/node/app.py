@@ -8,7 +8,7 @@ from binascii import hexlify
 
 import machine
 
-from node import __version__, clock, commands, config, sensor
+from node import __version__, clock, commands, sensor, unload
 from node.backlog import Backlog
 from node.led import Led
 from node.log import log
@@ -269,6 +269,15 @@ def safe_mode():
     return None
 
 
+def _load_config(path):
+    from node import config
+
+    try:
+        return config.load(path)
+    finally:
+        unload("config")  # checked once at start; its messages need not stay in RAM
+
+
 def main(path="config.json"):
     log("boot", "node %s on %s, reset cause: %s", __version__, sys.platform, Stats().reset_cause)
     why = safe_mode()
@@ -276,7 +285,7 @@ def main(path="config.json"):
         log("boot", "safe mode: %s; node not started, REPL free", why)
         return
     try:
-        cfg = config.load(path)
+        cfg = _load_config(path)
         node = Node(cfg)
     except ValueError as e:
         # One clear line, then back to the REPL: never a traceback loop.

@@ -12,7 +12,7 @@ from micropython import const
 import umqtt.simple
 from umqtt.simple import MQTTClient, MQTTException
 
-from node import clock, tls
+from node import clock, unload
 from node.log import log
 
 if "ussl" not in sys.modules:
@@ -226,6 +226,8 @@ class Session:
         self.subscriptions = (b"ctrlled", ("maison/%s/led/set" % room).encode())
         kw = {}
         if m["tls"]:
+            from node import tls
+
             files = tls.load(m["tls"])
             if not tls.CAN_VERIFY:
                 log("tls", "this board cannot verify certificates: encrypted, but the broker is NOT authenticated")
@@ -238,6 +240,8 @@ class Session:
         except TypeError:
             # umqtt.simple 1.4 and 1.5 take only ssl=<SSLContext>.
             self.client = _Client(*args, ssl=tls.context(files))
+        if m["tls"]:
+            unload("tls")  # what it read stays in the client's TLS parameters
         self.client.rearm = self._arm
         self.client.set_callback(self._received)
         self.client.set_last_will(self.t_status, b"offline", retain=True, qos=1)
