@@ -188,10 +188,16 @@ def render_acl(s):
              "# Everyone may read the broker's version (make doctor checks it).",
              "pattern read $SYS/broker/version", "",
              "user %s" % DASHBOARD, "topic read maison/#", "topic read $SYS/#",
+             "topic read homeassistant/#",  # Home Assistant may log in with this account too
              "topic write ctrlled", "topic write maison/+/led/set", ""]
+    from nodekit import nodeconfig  # noqa: F401  (puts the board's lib/ on sys.path)
+    from node.homeassistant import PREFIX, object_id
+
     for room in s["nodes"]:
         lines += ["user %s" % room, "topic write maison/%s/#" % room, "topic read ctrlled",
-                  "topic read maison/%s/led/set" % room, ""]
+                  "topic read maison/%s/led/set" % room,
+                  # Home Assistant discovery ("homeassistant": true in the node's config)
+                  "topic write %s/+/%s/#" % (PREFIX, object_id(room)), ""]
     return "\n".join(lines)
 
 

@@ -141,6 +141,17 @@ class Node:
     def publish_stats(self):
         self.session.publish(self.t_stats, self.stats.as_json(self.backlog, self.wifi.losses).encode(), True)
 
+    def announce(self):
+        """Home Assistant discovery configs, retained (node/homeassistant.py)."""
+        from node import homeassistant
+
+        try:
+            for topic, payload in homeassistant.configs(self.cfg, hexlify(machine.unique_id()).decode()):
+                self.session.publish(topic.encode(), payload.encode(), True, 1)
+        finally:
+            unload("homeassistant")
+        log("mqtt", "Home Assistant discovery sent")
+
     def try_connect(self):
         s = self.session
         try:
@@ -151,6 +162,8 @@ class Node:
                 self.stats.reconnects += 1
             self._connected_at = time.ticks_ms()
             self._memory_errors = 0
+            if self.cfg["homeassistant"] and not resumed:  # a new session: the broker may have lost them
+                self.announce()
             self.publish_led()
             self.publish_stats()
             self.deliver()
