@@ -8,7 +8,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 RUNTIME ?= cpython
 CONFIG  ?=
-OUT     ?= broker
+OUT     ?= kit
 BROKER_HOST ?= raspberrypi.local
 BROKER_IPS  ?=
 PORT    ?= 8883
@@ -25,8 +25,8 @@ PYTEST_ARGS ?=
 help:
 	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json]   run a node on this PC"
 	@echo "make test                                   run every test"
-	@echo "make broker BROKER_HOST=raspberrypi.local OUT=broker/   write the Pi's broker kit"
-	@echo "make node ROOM=salon OUT=broker/            add a node to the kit, write its config.json"
+	@echo "make broker BROKER_HOST=raspberrypi.local OUT=kit   write the Pi's broker kit"
+	@echo "make node ROOM=salon OUT=kit            add a node to the kit, write its config.json"
 	@echo "make doctor CONFIG=path/config.json         check everything a node meets with that config"
 	@echo "make firmware BOARD=esp32                   download a MicroPython image, check its sha256"
 	@echo "make flash BOARD=huzzah PORT=/dev/ttyUSB0 [CONFIG=...] [DRY_RUN=1]   bare board -> reporting node"
@@ -76,7 +76,7 @@ node: $(VENV)/.installed
 	$(VPY) -m nodekit.kit node --out $(OUT) --room $(ROOM) $(if $(BOARD),--board $(BOARD))
 
 doctor: $(VENV)/.installed .deps/umqtt/simple.py
-	@test -n "$(CONFIG)" || { echo "make doctor: give the node's config, e.g. make doctor CONFIG=broker/nodes/salon/config.json"; exit 2; }
+	@test -n "$(CONFIG)" || { echo "make doctor: give the node's config, e.g. make doctor CONFIG=kit/nodes/salon/config.json"; exit 2; }
 	$(VPY) -m nodekit.doctor --config $(CONFIG)
 
 # Boards: firmware/boards.json. SHA256=<hash> pins an image the manifest has no hash for;

@@ -1,6 +1,6 @@
 """Check, from this PC, everything a node meets with its config.json (make doctor).
 
-    python -m nodekit.doctor --config broker/nodes/salon/config.json
+    python -m nodekit.doctor --config kit/nodes/salon/config.json
 
 One line per check, in the order the node meets them: the config itself, the
 broker's name, its port, TLS, the login, the topics, the keepalive, the broker's

@@ -1,4 +1,4 @@
-"""Install a broker kit on the Pi (make broker-install OUT=broker/, as root).
+"""Install a broker kit on the Pi (make broker-install OUT=kit, as root).
 
 Copies what Mosquitto needs (never the CA's private key, the nodes' configs or
 the dashboard's password) to /etc/mosquitto/maison/, owned root:mosquitto and

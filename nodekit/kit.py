@@ -1,7 +1,7 @@
 """The broker kit: everything the Pi's Mosquitto needs, in one folder.
 
-    python -m nodekit.kit broker --host raspberrypi.local --out broker/   (make broker)
-    python -m nodekit.kit node --room salon --out broker/                 (make node)
+    python -m nodekit.kit broker --host raspberrypi.local --out kit       (make broker)
+    python -m nodekit.kit node --room salon --out kit                     (make node)
 
 The folder holds a private CA, the server certificate, mosquitto.conf, the
 password and ACL files, dashboard.json and nodes/<room>/config.json. Running
