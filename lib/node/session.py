@@ -27,6 +27,7 @@ _CONNACK = {1: "unacceptable protocol version", 2: "client id rejected",
             3: "broker unavailable", 4: "bad user name or password",
             5: "not authorised (wrong user name or password?)"}
 _HUP = const(0x18)  # POLLHUP | POLLERR
+_PINGRESP = const(0xD0)
 _RECENT = const(8)  # QoS 1 packet ids remembered to spot a redelivery
 _LARGEST = const(131072)  # bigger messages are refused: no command is that long
 _PKT = const(96)  # a reading's PUBLISH fits: larger ones (stats) get their own buffer
@@ -130,7 +131,7 @@ class _Client(MQTTClient):
                     raise OSError("malformed PUBACK from the broker")
                 if ack[1] << 8 | ack[2] == pid:
                     return
-            elif op and op & 0xF0 != 0x30:
+            elif op and op != _PINGRESP and op & 0xF0 != 0x30:
                 raise OSError("unexpected packet 0x%02x from the broker" % op)
 
     def wait_msg(self):
@@ -143,7 +144,7 @@ class _Client(MQTTClient):
         self.rearm()
         if res == b"\xd0":  # PINGRESP
             self._read(1)
-            return None
+            return _PINGRESP
         op = res[0]
         if op & 0xF0 != 0x30:
             return op
@@ -277,8 +278,14 @@ class Session:
                 self._arm()
                 self.client.subscribe(t, 1)
             self._subscribed = True
+        # Poll the plain socket under TLS: MicroPython's poll cannot sleep on a TLS socket
+        # and spins (about 1000 wake-ups a second on the unix port); what TLS has already
+        # decrypted is invisible there, so wait() drains it first.
         p = select.poll()
-        p.register(self.client.sock, select.POLLIN)
+        try:
+            p.register(self._raw, select.POLLIN)
+        except ValueError:  # CPython's ssl took the plain socket's descriptor: poll the TLS one
+            p.register(self.client.sock, select.POLLIN)
         self._poll = getattr(p, "ipoll", p.poll)
         self._last_rx = self._last_tx = self._last_ping = time.ticks_ms()
         self.publish(self.t_status, b"online", True)
@@ -301,11 +308,19 @@ class Session:
             self._arm()
             self.client.ping()  # the PINGRESP proves the broker is still there
             self._last_tx = self._last_ping = now
+        self._drain()
         for _, ev in self._poll(max(0, min(timeout_ms, half // 2))):
             if ev & _HUP:
                 raise OSError("connection closed by the broker")
+            self._drain()
+
+    def _drain(self):
+        """Hand on every packet that has arrived, without waiting for more."""
+        while True:
             op = self.client.check_msg()  # raises OSError(-1) if the broker closed the socket
-            if op and op & 0xF0 != 0x30:
+            if op is None:
+                return
+            if op != _PINGRESP and op & 0xF0 != 0x30:
                 # Anything but a PUBLISH here leaves its body unread: the stream is lost.
                 raise OSError("unexpected packet 0x%02x from the broker" % op)
             self._last_rx = time.ticks_ms()
