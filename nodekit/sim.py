@@ -3,6 +3,7 @@
     make sim                                   a local broker kit + one node
     make sim CONFIG=kit/nodes/salon/config.json   a node against the broker that config names
     make sim RUNTIME=micropython               the same files in the MicroPython VM
+    make sim NODES=200                         a fleet of 200 nodes (nodekit/fleet.py)
 
 The simulated board (nodekit/simboard) stands in for the hardware only; the
 sockets, TLS and MQTT are real. A board reset (machine.reset) restarts the node.
@@ -186,7 +187,13 @@ def main(argv=None):
     ap.add_argument("--config", help="a node config.json (default: a local broker kit and node)")
     ap.add_argument("--runtime", default="cpython", choices=RUNTIMES)
     ap.add_argument("--heap", help="MicroPython heap size, e.g. 64k")
+    ap.add_argument("--nodes", help="run a fleet of this many nodes (nodekit/fleet.py)")
     a = ap.parse_args(argv)
+    if a.nodes is not None:
+        from nodekit import fleet
+
+        return fleet.main(["--nodes", a.nodes, "--runtime", a.runtime]
+                          + (["--heap", a.heap] if a.heap else []) + (["--config", a.config] if a.config else []))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the node and broker on kill too
     work = REPO / ".sim"
     work.mkdir(exist_ok=True)
