@@ -20,17 +20,20 @@ WS_PORT ?= 9001
 ROOM    ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup system sim test broker node doctor broker-install soak clean firmware flash
+.PHONY: help setup system sim test broker node doctor broker-install soak clean firmware flash bench dashboard
 
 help:
 	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json]   run a node on this PC"
+	@echo "make sim NODES=200 [CONFIG=...]             a fleet of simulated nodes against one broker"
 	@echo "make test                                   run every test"
 	@echo "make broker BROKER_HOST=raspberrypi.local OUT=kit   write the Pi's broker kit"
 	@echo "make node ROOM=salon OUT=kit            add a node to the kit, write its config.json"
 	@echo "make doctor CONFIG=path/config.json         check everything a node meets with that config"
+	@echo "make dashboard OUT=kit                      build the browser dashboard, put it in the kit"
 	@echo "make firmware BOARD=esp32                   download a MicroPython image, check its sha256"
 	@echo "make flash BOARD=huzzah PORT=/dev/ttyUSB0 [CONFIG=...] [DRY_RUN=1]   bare board -> reporting node"
 	@echo "make setup                                  system packages, virtualenv, umqtt.simple"
+	@echo "make bench [QUICK=1]                        measure latency, cadence, start-up, memory, bytes, fleet (as root)"
 
 # System packages (mosquitto, ...): installed with apt-get as root, else the command is printed.
 system:
@@ -48,12 +51,13 @@ $(VENV)/.installed: requirements.txt
 setup: system $(VENV)/.installed .deps/umqtt/simple.py
 
 sim: setup
-	$(VPY) -m nodekit.sim --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG))
+	$(VPY) -m nodekit.sim --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) $(if $(NODES),--nodes $(NODES))
 
-test: setup
+test: setup dashboard/dist/index.html
 	$(VPY) -m pytest host_tests $(PYTEST_ARGS)
 
-# Kit options: CLIENT_CERTS=1 (require_certificate), KEY_TYPE=ec, WS_TLS=0, LOCAL_PORT=0 (no
+# Kit options: CLIENT_CERTS=1 (require_certificate), KEY_TYPE=ec, WS_TLS=0, HTTP_PORT=9080 (the
+# dashboard page's plain port when WS_TLS=1; 0: none), LOCAL_PORT=0 (no
 # localhost plaintext listener), RENEW=1 (new server certificate, same CA), NEW_CA=1,
 # a bridge: BRIDGE_HOST= BRIDGE_CA= [BRIDGE_PORT=8883 BRIDGE_USER= BRIDGE_PASSWORD_FILE=], NO_BRIDGE=1.
 broker: $(VENV)/.installed
@@ -61,11 +65,23 @@ broker: $(VENV)/.installed
 	  --port $(PORT) --ws-port $(WS_PORT) \
 	  $(if $(CLIENT_CERTS),--client-certs $(CLIENT_CERTS)) $(if $(KEY_TYPE),--key-type $(KEY_TYPE)) \
 	  $(if $(WS_TLS),--ws-tls $(WS_TLS)) $(if $(LOCAL_PORT),--local-port $(LOCAL_PORT)) \
+	  $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) \
 	  $(if $(filter 1,$(RENEW)),--renew) $(if $(filter 1,$(NEW_CA)),--new-ca) \
 	  $(if $(BRIDGE_HOST),--bridge-host $(BRIDGE_HOST)) $(if $(BRIDGE_PORT),--bridge-port $(BRIDGE_PORT)) \
 	  $(if $(BRIDGE_CA),--bridge-ca $(BRIDGE_CA)) $(if $(BRIDGE_USER),--bridge-user $(BRIDGE_USER)) \
 	  $(if $(BRIDGE_PASSWORD_FILE),--bridge-password-file $(BRIDGE_PASSWORD_FILE)) \
 	  $(if $(filter 1,$(NO_BRIDGE)),--no-bridge)
+
+# The browser dashboard: npm packages from the registry (dashboard/package-lock.json) bundled by
+# esbuild into dashboard/dist (not committed), then copied into the kit's www/ that Mosquitto serves.
+DASHBOARD_PAGE := dashboard/dist/index.html
+dashboard/node_modules/.package-lock.json: dashboard/package.json dashboard/package-lock.json | system
+	cd dashboard && npm ci --no-audit --no-fund
+$(DASHBOARD_PAGE): dashboard/node_modules/.package-lock.json dashboard/build.mjs $(wildcard dashboard/src/*)
+	cd dashboard && node build.mjs
+
+dashboard: $(DASHBOARD_PAGE) $(VENV)/.installed
+	$(VPY) -m nodekit.dashboard --out $(OUT)
 
 # On the Pi, as root: install the kit under /etc/mosquitto and restart Mosquitto.
 broker-install: $(VENV)/.installed
@@ -95,5 +111,10 @@ DURATION ?= 3600
 soak: setup
 	$(VPY) -m nodekit.soak --duration $(DURATION) --runtime $(if $(filter cpython,$(RUNTIME)),cpython,micropython)
 
+# Figures against a real Mosquitto (about 15 minutes; QUICK=1: tiny sizes): bench/results.json,
+# bench/results.md, bench/*.png and the table on screen. Not part of make test.
+bench: setup
+	$(VPY) -m nodekit.bench $(if $(filter 1,$(QUICK)),--quick)
+
 clean:
-	rm -rf .sim build .pytest_cache
+	rm -rf .sim build .pytest_cache dashboard/dist

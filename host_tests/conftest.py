@@ -48,6 +48,7 @@ class Broker:
         self.root = pathlib.Path(root)
         self.out = str(self.root / "kit")
         opts.setdefault("host", "localhost")
+        opts.setdefault("http_port", free_port())  # the dashboard page's listener, when WebSockets use TLS
         self.settings = kit.make_broker(self.out, port=free_port(), ws_port=free_port(),
                                         ws_tls=opts.pop("ws_tls", False), local_port=free_port(),
                                         bind="127.0.0.1", **opts)

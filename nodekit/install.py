@@ -2,8 +2,10 @@
 
 Copies what Mosquitto needs (never the CA's private key, the nodes' configs or
 the dashboard's password) to /etc/mosquitto/maison/, owned root:mosquitto and
-readable by Mosquitto's group only, writes /etc/mosquitto/mosquitto.conf (the
-original is kept once as mosquitto.conf.orig), adds the database guard that
+readable by Mosquitto's group only, the dashboard page (make dashboard) to
+/usr/local/share/maison-dashboard/ (nothing secret there), writes
+/etc/mosquitto/mosquitto.conf (the original is kept once as
+mosquitto.conf.orig), adds the database guard that
 runs before every start, restarts the service, then proves that an anonymous
 client is refused: a broker that cannot read its files must never fall back to
 letting everyone in.
@@ -18,9 +20,10 @@ import subprocess
 import sys
 import time
 
-from nodekit import REPO, kit
+from nodekit import REPO, dashboard, kit
 
 GUARD = "usr/local/sbin/mosquitto-db-guard"
+PAGE = "usr/local/share/maison-dashboard"  # the dashboard page (http_dir): nothing secret, world-readable
 DROPIN = "etc/systemd/system/mosquitto.service.d/maison.conf"
 SECRET = ("server.key", "passwd", "acl", "mosquitto.conf")
 
@@ -49,6 +52,8 @@ def installed_conf(kit_dir, root, s):
     for line in text.splitlines():
         if line.startswith("persistence_location "):
             line = "persistence_location %s/" % os.path.join(root, "var/lib/mosquitto")
+        elif line.startswith("http_dir "):
+            line = "http_dir %s" % os.path.join(root, PAGE)
         lines.append(line)
     return "\n".join(lines) + "\n"
 
@@ -76,6 +81,8 @@ def install(kit_dir, root="/", restart=True):
     data = os.path.join(root, "var/lib/mosquitto")
     os.makedirs(data, exist_ok=True)
     os.chown(data, uid, gid)
+    if dashboard.page_port(s):
+        _put_page(os.path.join(kit_dir, kit.PAGE_DIR), os.path.join(root, PAGE))
     conf = os.path.join(root, "etc/mosquitto/mosquitto.conf")
     if os.path.exists(conf) and not os.path.exists(conf + ".orig"):
         shutil.copy2(conf, conf + ".orig")
@@ -94,6 +101,26 @@ def install(kit_dir, root="/", restart=True):
         time.sleep(1)
         probe_anonymous_refused("localhost", s["port"], os.path.join(etc, "ca.pem"), s["host"])
     return conf
+
+
+def _put_page(src, dest):
+    """The kit's www/ (the built page and settings.json) as the whole of dest, swapped in at once."""
+    if not dashboard.built(src):
+        print("broker-install: the dashboard page is not built: run `make dashboard OUT=...` then install "
+              "again (Mosquitto serves an empty folder meanwhile)", file=sys.stderr)
+    new = dest + ".new"
+    shutil.rmtree(new, ignore_errors=True)
+    os.makedirs(new)
+    for name in os.listdir(src) if os.path.isdir(src) else []:
+        shutil.copyfile(os.path.join(src, name), os.path.join(new, name))
+        os.chmod(os.path.join(new, name), 0o644)
+    os.chmod(new, 0o755)
+    old = dest + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(dest):
+        os.replace(dest, old)
+    os.replace(new, dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def probe_anonymous_refused(host, port, cafile, server_name, timeout=10.0):
@@ -141,6 +168,9 @@ def main(argv=None):
         return 1
     print("broker-install: installed %s; anonymous clients are refused" % conf if not a.no_restart
           else "broker-install: installed %s" % conf)
+    s = kit.load_settings(a.out)
+    if dashboard.page_url(s):
+        print("broker-install: the dashboard: %s" % dashboard.page_url(s))
     return 0
 
 

@@ -4,7 +4,8 @@
     python -m nodekit.kit node --room salon --out kit                     (make node)
 
 The folder holds a private CA, the server certificate, mosquitto.conf, the
-password and ACL files, dashboard.json and nodes/<room>/config.json. Running
+password and ACL files, dashboard.json, nodes/<room>/config.json and www/ (the
+browser dashboard Mosquitto serves; `make dashboard` puts the page there). Running
 `mosquitto -c OUT/mosquitto.conf` uses it in place; `make broker-install`
 copies it under /etc/mosquitto. Running it again is safe: accounts, passwords
 and the CA are kept; only what is asked for changes.
@@ -33,11 +34,12 @@ CLIENT_DAYS = 825
 CA_DAYS = 3650
 DASHBOARD = "dashboard"
 KIT_FILE = "kit.json"  # the kit's settings (no secrets)
+PAGE_DIR = "www"  # the dashboard page Mosquitto serves (http_dir): make dashboard fills it
 BRIDGE_CA = "bridge-ca.pem"  # the remote broker's CA, PEM (Mosquitto's bridge_cafile wants PEM)
 BRIDGE_SECRET = "bridge.secret"  # the remote account's password, 0600, one line
 BRIDGE_DEFAULTS = {"name": "remote", "port": 8883, "user": None, "client_id": None, "try_private": True}
 DEFAULTS = {"host": "raspberrypi.local", "ips": [], "port": 8883, "ws_port": 9001, "ws_tls": True,
-            "local_port": 1883, "bind": None, "client_certs": False, "key_type": "rsa",
+            "http_port": 9080, "local_port": 1883, "bind": None, "client_certs": False, "key_type": "rsa",
             "bridge": None, "nodes": []}
 
 
@@ -124,18 +126,30 @@ def _server_names_changed(out, s):
 
 
 # --- mosquitto.conf and ACL ---------------------------------------------------
+def page_listener(s):
+    """The port of the plain listener that serves only the dashboard page, or None.
+
+    With WS_TLS on, the page cannot come from the wss listener: Mosquitto 2.0.11's http_dir
+    on a TLS WebSockets listener answers browsers with an HTTP/2 protocol error (Chromium:
+    ERR_HTTP2_PROTOCOL_ERROR). So the page comes in clear from this listener, which refuses
+    every MQTT login, and the page's MQTT (the password) goes over wss on WS_PORT."""
+    return (s.get("http_port") or None) if s["ws_port"] and s["ws_tls"] else None
+
+
 def render_conf(out, s, user=None):
     """mosquitto.conf for the kit in place (paths into OUT)."""
     out = os.path.abspath(out)
     bind = (" " + s["bind"]) if s["bind"] else ""
     tls = ["cafile %s" % _p(out, "ca.pem"), "certfile %s" % _p(out, "server.pem"),
            "keyfile %s" % _p(out, "server.key"), "tls_version tlsv1.2"]
+    auth = ["allow_anonymous false", "password_file %s" % _p(out, "passwd"), "acl_file %s" % _p(out, "acl")]
+    page = page_listener(s)
+    # A page listener must refuse logins while the others take them: that needs each listener's
+    # own password file. Without one, the kit keeps one set for all.
+    listener_auth = auth if page else []
     lines = ["# Mosquitto configuration written by `make broker` (nodekit.kit). Regenerated on",
              "# every run: change the kit's settings with make, not here.",
-             "per_listener_settings false",
-             "allow_anonymous false",
-             "password_file %s" % _p(out, "passwd"),
-             "acl_file %s" % _p(out, "acl"),
+             "per_listener_settings %s" % ("true" if page else "false")] + ([] if page else auth) + [
              "persistence true",
              "persistence_location %s/" % _p(out, "data"),
              "autosave_interval 60",
@@ -147,19 +161,26 @@ def render_conf(out, s, user=None):
              ""]
     if user:
         lines[3:3] = ["user %s" % user]
-    lines += ["# MQTT over TLS: the nodes", "listener %d%s" % (s["port"], bind)] + tls
+    lines += ["# MQTT over TLS: the nodes", "listener %d%s" % (s["port"], bind)] + listener_auth + tls
     if s["client_certs"]:
         lines += ["require_certificate true", "use_identity_as_username true"]
     lines.append("")
     if s["local_port"]:
         lines += ["# Plain MQTT on this machine only, for debugging (mosquitto_sub -h localhost)",
-                  "listener %d 127.0.0.1" % s["local_port"], ""]
+                  "listener %d 127.0.0.1" % s["local_port"]] + listener_auth + [""]
     if s["ws_port"]:
         lines += ["# MQTT over WebSockets: the dashboard", "listener %d%s" % (s["ws_port"], bind),
-                  "protocol websockets"]
+                  "protocol websockets"] + listener_auth
         if s["ws_tls"]:
             lines += tls
+        else:  # the page and its MQTT on one plain port: everything in clear (make broker WS_TLS=0)
+            lines.append("http_dir %s" % _p(out, PAGE_DIR))
         lines.append("")
+    if page:
+        lines += ["# The dashboard page, in clear, for browsers (http://HOST:%d/). No MQTT here: without" % page,
+                  "# a password file every login is refused; the page's MQTT goes over wss on %d." % s["ws_port"],
+                  "listener %d%s" % (page, bind), "protocol websockets", "http_dir %s" % _p(out, PAGE_DIR),
+                  "allow_anonymous false", ""]
     b = s["bridge"]
     if b:
         # Out only: the remote gets a copy, nothing it publishes comes back to the nodes. A fixed
@@ -210,6 +231,8 @@ def write_files(out, s):
     _write_text(_p(out, "mosquitto.conf"), render_conf(out, s, user=_owner()), 0o600)
     _write_text(_p(out, "acl"), render_acl(s), 0o600)
     _save_settings(out, s)
+    from nodekit import dashboard  # the page's settings.json, and the built page if there is one
+    dashboard.write_page(_p(out, PAGE_DIR), s)
 
 
 # --- bridge -------------------------------------------------------------------
@@ -300,7 +323,8 @@ def _set_account(out, user, password=None):
 
 
 def make_broker(out, host=None, ips=None, port=None, ws_port=None, ws_tls=None, local_port=None,
-                bind=None, client_certs=None, key_type=None, renew=False, new_ca=False, bridge=None):
+                bind=None, client_certs=None, key_type=None, renew=False, new_ca=False, bridge=None,
+                http_port=None):
     """Write or update the kit. bridge: None keeps the kit's bridge, False removes it, a dict
     (name, host, port, cafile: the remote's CA file to copy in, user, password, client_id,
     try_private) sets or changes it; keys left out or None keep their value."""
@@ -310,12 +334,15 @@ def make_broker(out, host=None, ips=None, port=None, ws_port=None, ws_tls=None, 
     s = load_settings(out)
     for k, v in (("host", host), ("ips", ips), ("port", port), ("ws_port", ws_port), ("ws_tls", ws_tls),
                  ("local_port", local_port), ("bind", bind), ("client_certs", client_certs),
-                 ("key_type", key_type)):
+                 ("key_type", key_type), ("http_port", http_port)):
         if v is not None:
             s[k] = v
     for ip in s["ips"]:
         if not _is_ip(ip):
             raise KitError("BROKER_IPS: %r is not an IP address" % ip)
+    page = page_listener(s)
+    if page and page in (s["port"], s["ws_port"], s["local_port"]):
+        raise KitError("HTTP_PORT: %d is already one of the broker's ports (PORT, WS_PORT, LOCAL_PORT)" % page)
     if bridge is False:
         _remove_bridge(out, s)
     elif bridge:
@@ -435,6 +462,7 @@ def main(argv=None):
     b.add_argument("--port", type=int)
     b.add_argument("--ws-port", type=_ports)
     b.add_argument("--ws-tls", choices=("0", "1"))
+    b.add_argument("--http-port", type=_ports, help="the dashboard page's plain port when WS_TLS=1 (default 9080; 0: none)")
     b.add_argument("--local-port", type=_ports)
     b.add_argument("--client-certs", choices=("0", "1"))
     b.add_argument("--key-type", choices=("rsa", "ec"))
@@ -464,7 +492,7 @@ def main(argv=None):
         if a.cmd == "broker":
             s = make_broker(a.out, host=a.host, ips=[i for i in a.ips.split(",") if i] if a.ips else None,
                             port=a.port, ws_port=a.ws_port,
-                            ws_tls=None if a.ws_tls is None else a.ws_tls == "1",
+                            ws_tls=None if a.ws_tls is None else a.ws_tls == "1", http_port=a.http_port,
                             local_port=a.local_port,
                             client_certs=None if a.client_certs is None else a.client_certs == "1",
                             key_type=a.key_type, renew=a.renew, new_ca=a.new_ca, bridge=_bridge_args(a))
@@ -476,6 +504,10 @@ def main(argv=None):
                       b["name"], b["host"], b["port"], " as %s" % b["user"] if b.get("user") else "",
                       _p(a.out, b["cafile"])))
             print("kit: try it here:  mosquitto -c %s" % _p(a.out, "mosquitto.conf"))
+            from nodekit import dashboard
+            if dashboard.page_url(s):
+                print("kit: dashboard: %s%s" % (dashboard.page_url(s), "" if dashboard.built(_p(a.out, PAGE_DIR))
+                                                else " (build the page first: make dashboard)"))
         else:
             path = add_node(a.out, a.room, a.wifi_ssid, a.wifi_password, board=a.board)
             print("kit: node %r: %s (edit its wifi section, then `make deploy CONFIG=%s`)" % (a.room, path, path))

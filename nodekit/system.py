@@ -9,7 +9,9 @@ import sys
 
 # program -> Debian package
 NEEDED = {"mosquitto": "mosquitto", "mosquitto_pub": "mosquitto-clients",
-          "mosquitto_sub": "mosquitto-clients", "socat": "socat", "tshark": "tshark"}
+          "mosquitto_sub": "mosquitto-clients", "socat": "socat", "tshark": "tshark",
+          # the dashboard: built with Node.js (make dashboard), tested in Chromium
+          "node": "nodejs", "npm": "npm", "chromium": "chromium"}
 
 
 def _has(prog):

@@ -1,0 +1,93 @@
+"""The dashboard page in a broker kit (make dashboard OUT=kit).
+
+    python -m nodekit.dashboard --out kit
+
+`make dashboard` bundles dashboard/ into dashboard/dist (npm, esbuild); this copies
+those files into the kit's www/ folder, which Mosquitto serves (http_dir), next to
+settings.json: where the page finds MQTT (the WebSockets port, TLS or not, and the
+names the broker's certificate carries). Nothing in www/ is secret.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+
+from nodekit import REPO
+
+DIST = REPO / "dashboard" / "dist"
+SETTINGS = "settings.json"
+
+
+def page_settings(s):
+    """What the page needs to know to reach MQTT: never a password."""
+    return {"ws_port": s["ws_port"], "ws_tls": bool(s["ws_tls"]), "names": [s["host"]] + list(s["ips"])}
+
+
+def page_port(s):
+    from nodekit import kit
+    if not s["ws_port"]:
+        return None
+    return kit.page_listener(s) if s["ws_tls"] else s["ws_port"]
+
+
+def page_url(s):
+    port = page_port(s)
+    host = "[%s]" % s["host"] if ":" in s["host"] else s["host"]
+    return "http://%s:%d/" % (host, port) if port else None
+
+
+def built(www):
+    return os.path.exists(os.path.join(www, "index.html"))
+
+
+def write_page(www, s, dist=DIST):
+    """Fill www/ with the built page (when there is one) and settings.json."""
+    os.makedirs(www, exist_ok=True)
+    os.chmod(www, 0o755)  # Mosquitto reads it, whichever user it runs as
+    if os.path.exists(os.path.join(dist, "index.html")):
+        for name in os.listdir(www):  # files of an older build go
+            if name != SETTINGS:
+                os.remove(os.path.join(www, name))
+        for name in os.listdir(dist):
+            shutil.copyfile(os.path.join(dist, name), os.path.join(www, name))
+            os.chmod(os.path.join(www, name), 0o644)
+    tmp = os.path.join(www, SETTINGS + ".new")
+    with open(tmp, "w") as f:
+        json.dump(page_settings(s), f)
+        f.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, os.path.join(www, SETTINGS))
+    return built(www)
+
+
+def main(argv=None):
+    from nodekit import kit
+    ap = argparse.ArgumentParser(prog="dashboard", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="the broker kit made by make broker")
+    a = ap.parse_args(argv)
+    if not os.path.exists(os.path.join(DIST, "index.html")):
+        print("dashboard: %s: not built (make dashboard builds it)" % DIST, file=sys.stderr)
+        return 1
+    if not os.path.exists(os.path.join(a.out, kit.KIT_FILE)):
+        print("dashboard: built in %s; no broker kit in %s yet: `make broker OUT=%s` puts the page in it"
+              % (os.path.relpath(DIST), a.out, a.out))
+        return 0
+    s = kit.load_settings(a.out)
+    if not page_url(s):
+        print("dashboard: %s: the kit serves no page (it needs WS_PORT, and HTTP_PORT when WS_TLS=1): "
+              "make broker OUT=%s WS_PORT=9001 HTTP_PORT=9080" % (a.out, a.out), file=sys.stderr)
+        return 1
+    write_page(os.path.join(a.out, kit.PAGE_DIR), s)
+    print("dashboard: the page is in %s; with `mosquitto -c %s` running, open %s"
+          % (os.path.join(a.out, kit.PAGE_DIR), os.path.join(a.out, "mosquitto.conf"), page_url(s)))
+    if s["ws_tls"]:
+        print("dashboard: its MQTT goes over wss://%s:%d: a browser must trust %s (see the README)"
+              % (s["host"], s["ws_port"], os.path.join(a.out, "ca.pem")))
+    else:
+        print("dashboard: WS_TLS=0: the page, the password and every message cross the network in clear")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
