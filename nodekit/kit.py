@@ -156,6 +156,9 @@ def render_conf(out, s, user=None):
              "log_dest stderr",
              "log_type error", "log_type warning", "log_type notice", "log_type information",
              "connection_messages true",
+             # Small packets (a command, its echo, a PUBACK) leave at once, not after the
+             # peer's delayed ACK (Nagle): ~40 ms otherwise.
+             "set_tcp_nodelay true",
              # Mosquitto 2.0.12+ refuses keepalive 0; the nodes use 60 s. Allow up to 10 min.
              "max_keepalive 600",
              ""]

@@ -15,13 +15,16 @@ from umqtt.simple import MQTTClient, MQTTException
 from node import clock, unload
 from node.log import log
 
-if "ussl" not in sys.modules:
-    try:
-        import ussl  # noqa: F401
-    except ImportError:
-        # umqtt.simple 1.3.x does `import ussl`, which MicroPython 1.22+ no longer has.
-        import ssl
-        sys.modules["ussl"] = ssl
+
+
+def _ussl():
+    # umqtt.simple 1.3.x does `import ussl` (for TLS only), which MicroPython 1.22+ no longer has.
+    if "ussl" not in sys.modules:
+        try:
+            import ussl  # noqa: F401
+        except ImportError:
+            import ssl
+            sys.modules["ussl"] = ssl
 
 _CONNACK = {1: "unacceptable protocol version", 2: "client id rejected",
             3: "broker unavailable", 4: "bad user name or password",
@@ -48,6 +51,12 @@ class _TimedSockets:
     def socket(self, *args):
         s = self._real.socket(*args)
         s.settimeout(self.timeout)
+        try:
+            # An echo and its PUBACK are two small writes: without this the second waits
+            # for the broker's delayed ACK (~40 ms, Nagle). 6, 1: IPPROTO_TCP, TCP_NODELAY.
+            s.setsockopt(6, 1, 1)
+        except (OSError, AttributeError):
+            pass  # a port without the option: correct, only slower
         self.last = s
         return s
 
@@ -228,6 +237,8 @@ class Session:
         kw = {}
         if m["tls"]:
             from node import tls
+
+            _ussl()
 
             files = tls.load(m["tls"])
             if not tls.CAN_VERIFY:

@@ -11,6 +11,9 @@ import time
 from binascii import unhexlify
 
 _DIR = os.getenv("SIMBOARD_DIR") or "."
+# make bench: each output pin change is appended here with a wall-clock time_ns, which
+# the benchmark compares with tshark's timestamps (the same CLOCK_REALTIME).
+_PIN_LOG = os.getenv("SIMBOARD_PIN_LOG")
 RESET_EXIT = 75  # the exit status the simulator reads as "the board reset"
 
 PWRON_RESET = 1
@@ -63,6 +66,10 @@ class Pin:
             return 1 if self._pull == Pin.PULL_UP else 0  # nothing wired: the pull wins
         v = 1 if v else 0
         if v != self._v:
+            if _PIN_LOG:
+                t = time.time_ns()  # first: the file writes below are the simulator's, not the pin's
+                with open(_PIN_LOG, "a") as f:
+                    f.write("%s %d %d\n" % (self._id, v, t))
             self._v = v
             _write("pin%s" % self._id, str(v))
             print("         board pin %s = %d" % (self._id, v))
