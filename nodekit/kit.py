@@ -513,7 +513,8 @@ def main(argv=None):
                                                 else " (build the page first: make dashboard)"))
         else:
             path = add_node(a.out, a.room, a.wifi_ssid, a.wifi_password, board=a.board)
-            print("kit: node %r: %s (edit its wifi section, then `make deploy CONFIG=%s`)" % (a.room, path, path))
+            print("kit: node %r: %s (edit its wifi section, then `make flash BOARD=... PORT=/dev/ttyUSB0 CONFIG=%s`, "
+                  "or `make deploy PORT=... CONFIG=%s` on a board that runs MicroPython)" % (a.room, path, path, path))
     except (KitError, OSError) as e:
         print("kit: %s" % e, file=sys.stderr)
         return 1
