@@ -240,3 +240,22 @@ def start_node(tmp_path):
     yield start
     for n in nodes:
         n.stop()
+
+
+@pytest.fixture
+def pi_root():
+    """An empty folder standing for the Pi's / (make broker-install --root), reachable by the
+    mosquitto user, as the real install needs root and that user."""
+    if os.geteuid() != 0:
+        pytest.skip("broker-install runs as root")
+    import pwd
+    import shutil
+    import tempfile
+    try:
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto user (the Debian package makes it)")
+    d = tempfile.mkdtemp(prefix="pi-root-")
+    os.chmod(d, 0o755)  # Mosquitto, once it drops to its user, must reach the files
+    yield d
+    shutil.rmtree(d)

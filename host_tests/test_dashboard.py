@@ -14,7 +14,6 @@ import pathlib
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -294,28 +293,17 @@ def test_with_ws_tls_off_the_page_and_mqtt_share_the_port_in_clear(make_broker, 
         expect(room(page, "salon").locator(".value")).not_to_have_text("—", timeout=WAIT_MS)
 
 
-def test_installed_on_the_pi_mosquitto_serves_the_page_as_its_own_user(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("broker-install runs as root")
-    import pwd
-    try:
-        pwd.getpwnam("mosquitto")
-    except KeyError:
-        pytest.skip("no mosquitto user (the Debian package makes it)")
+def test_installed_on_the_pi_mosquitto_serves_the_page_as_its_own_user(tmp_path, pi_root):
     out = str(tmp_path / "kit")
     s = kit.make_broker(out, host="localhost", port=free_port(), ws_port=free_port(), http_port=free_port(),
                         local_port=free_port())
-    root = pathlib.Path(tempfile.mkdtemp(prefix="pi-root-"))
-    try:
-        os.chmod(root, 0o755)  # Mosquitto, once it drops to its user, must reach the files
-        assert install.main(["--out", out, "--root", str(root), "--no-restart"]) == 0
-        www = root / install.PAGE
-        assert sorted(os.listdir(www)) == sorted(os.listdir(dashboard.DIST) + ["settings.json"])
-        conf = root / "etc/mosquitto/mosquitto.conf"
-        assert "http_dir %s\n" % www in conf.read_text()
-        with Mosquitto(str(conf), s["port"], str(tmp_path / "m.log"), plain_port=s["local_port"]) as m:
-            status, body = http_get("http://localhost:%d/" % s["http_port"])
-            assert status == 200 and body == (dashboard.DIST / "index.html").read_bytes(), m.log()
-            assert "user mosquitto" in conf.read_text()
-    finally:
-        shutil.rmtree(root)
+    root = pathlib.Path(pi_root)
+    assert install.main(["--out", out, "--root", str(root), "--no-restart"]) == 0
+    www = root / install.PAGE
+    assert sorted(os.listdir(www)) == sorted(os.listdir(dashboard.DIST) + ["settings.json"])
+    conf = root / "etc/mosquitto/mosquitto.conf"
+    assert "http_dir %s\n" % www in conf.read_text()
+    with Mosquitto(str(conf), s["port"], str(tmp_path / "m.log"), plain_port=s["local_port"]) as m:
+        status, body = http_get("http://localhost:%d/" % s["http_port"])
+        assert status == 200 and body == (dashboard.DIST / "index.html").read_bytes(), m.log()
+        assert "user mosquitto" in conf.read_text()

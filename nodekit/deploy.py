@@ -21,7 +21,6 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 from nodekit import REPO, build
@@ -41,7 +40,7 @@ class DeployError(Exception):
 # --- the files ------------------------------------------------------------------
 def check_config(path):
     """The node's own validation (lib/node/config.py and tls.py) of the config and the files it names."""
-    from nodekit.nodeconfig import check_file, node_config  # noqa: F401  (imports the board's config.py)
+    from nodekit.nodeconfig import check_file  # (puts the board's lib/ on sys.path)
     from node import tls as node_tls
 
     path = pathlib.Path(path)

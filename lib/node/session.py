@@ -3,7 +3,6 @@
 import gc
 import random
 import select
-import socket
 import sys
 import time
 from array import array

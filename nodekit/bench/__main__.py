@@ -8,7 +8,6 @@ and prints the table. --quick runs every measurement on tiny sizes (the smoke te
 """
 import argparse
 import datetime
-import json
 import os
 import pathlib
 import platform
