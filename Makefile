@@ -24,7 +24,7 @@ TEST_JOBS ?= 3
 .PHONY: help setup system sim test broker node doctor broker-install soak clean firmware flash bench dashboard
 
 help:
-	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json]   run a node on this PC"
+	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json] [BOARD=esp8266|esp32|huzzah...]   run a node on this PC"
 	@echo "make sim NODES=200 [CONFIG=...]             a fleet of simulated nodes against one broker"
 	@echo "make test                                   run every test"
 	@echo "make broker BROKER_HOST=raspberrypi.local OUT=kit   write the Pi's broker kit"
@@ -56,7 +56,8 @@ $(VENV)/.installed: requirements.txt
 setup: system $(VENV)/.installed .deps/umqtt/simple.py
 
 sim: setup
-	$(VPY) -m nodekit.sim --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) $(if $(NODES),--nodes $(NODES))
+	$(VPY) -m nodekit.sim --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) $(if $(NODES),--nodes $(NODES)) \
+	  $(if $(BOARD),--board $(BOARD))
 
 test: setup dashboard/dist/index.html
 	$(VPY) -m pytest -n $(TEST_JOBS) host_tests $(PYTEST_ARGS)

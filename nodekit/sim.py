@@ -30,6 +30,44 @@ class SimError(Exception):
     pass
 
 
+def board_chip(board):
+    """The chip whose port a board profile (firmware/boards.json) or chip name runs."""
+    from nodekit.simboard._port import CHIPS  # the chips the simulated board knows
+    with open(REPO / "firmware" / "boards.json") as f:
+        manifest = json.load(f)
+    if board in CHIPS:
+        return board
+    prof = manifest["boards"].get(board)
+    if prof is None:
+        raise SimError("BOARD=%s: unknown board (profiles: %s; or a chip: %s)"
+                       % (board, ", ".join(manifest["boards"]), ", ".join(CHIPS)))
+    return manifest["images"][prof["image"]]["chip"]
+
+
+def board_root(config_path, board_dir):
+    """The folder the board boots in (its filesystem's root, with config.json). A file named
+    config.json runs in its own folder; any other name (CONFIG=~/noeuds/salon.json) gets a
+    root of its own in board_dir/fs, where it is copied as config.json with the files it
+    names, as `make deploy` lays them on a board."""
+    config_path = pathlib.Path(config_path)
+    if config_path.name == "config.json":
+        return config_path.parent
+    root = pathlib.Path(board_dir) / "fs"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(config_path) as f:
+        text = f.read()
+    try:
+        tls = (json.loads(text).get("mqtt") or {}).get("tls") or {}
+    except ValueError:
+        tls = {}  # the node itself says what is wrong with it
+    for name in (tls.values() if isinstance(tls, dict) else ()):
+        src = config_path.parent / str(name)
+        if name and src.is_file():
+            shutil.copyfile(src, root / str(name))
+    (root / "config.json").write_text(text)
+    return root
+
+
 def micropython_path():
     here = pathlib.Path(sys.executable).parent / "micropython"
     return str(here) if here.exists() else shutil.which("micropython")
@@ -77,10 +115,15 @@ def prepare_board(board_dir, cfg, unique_id=None, ap=None):
 class SimNode:
     """One simulated board running the node; restarted when the board resets."""
 
-    def __init__(self, config_path, board_dir, runtime="cpython", heap=None, output=None, env=None, ap=None):
+    def __init__(self, config_path, board_dir, runtime="cpython", heap=None, output=None, env=None, ap=None,
+                 board=None):
         self.config_path = pathlib.Path(config_path).resolve()
         with open(self.config_path) as f:
             self.cfg = json.load(f)
+        # The port the simulated board copies: BOARD=, else the config's board, else the
+        # tutorials' ESP8266.
+        self.board = board or self.cfg.get("board") or "esp8266"
+        self.chip = board_chip(self.board)
         self.board_dir = prepare_board(board_dir, self.cfg, ap=ap)
         self.runtime = runtime
         self.heap = heap
@@ -97,8 +140,10 @@ class SimNode:
         if wdt.exists():
             wdt.unlink()
         argv, env = node_command(self.runtime, self.heap)
-        env = dict(os.environ, SIMBOARD_DIR=str(self.board_dir), **dict(env, **self.extra_env))
-        self.proc = subprocess.Popen(argv, cwd=self.config_path.parent, env=env, stdout=self.output,
+        env = dict(os.environ, SIMBOARD_DIR=str(self.board_dir), SIMBOARD_PORT=self.chip,
+                   **dict(env, **self.extra_env))
+        root = board_root(self.config_path, self.board_dir)
+        self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=self.output,
                                      stderr=subprocess.STDOUT if self.output else None,
                                      start_new_session=self.output is not None)
         return self
@@ -188,6 +233,8 @@ def main(argv=None):
     ap.add_argument("--runtime", default="cpython", choices=RUNTIMES)
     ap.add_argument("--heap", help="MicroPython heap size, e.g. 64k")
     ap.add_argument("--nodes", help="run a fleet of this many nodes (nodekit/fleet.py)")
+    ap.add_argument("--board", help="a board profile of firmware/boards.json or a chip (esp8266, esp32): the "
+                                    "port the simulated board behaves like (default: the config's board, else esp8266)")
     a = ap.parse_args(argv)
     if a.nodes is not None:
         from nodekit import fleet
@@ -215,8 +262,9 @@ def main(argv=None):
                 _print_commands(out, json.load(f))
         with open(cfg_path) as f:
             room = json.load(f).get("room", "node")
-        node = SimNode(cfg_path, work / "boards" / str(room), a.runtime, a.heap).start()
-        print("sim: node '%s' on %s; board state in %s" % (room, a.runtime, node.board_dir), flush=True)
+        node = SimNode(cfg_path, work / "boards" / str(room), a.runtime, a.heap, board=a.board).start()
+        print("sim: node '%s' on %s, a simulated %s (MicroPython 1.28's %s port); board state in %s"
+              % (room, a.runtime, node.board, node.chip, node.board_dir), flush=True)
         while True:
             rc = node.poll()
             if rc is not None:

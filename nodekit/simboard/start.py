@@ -3,16 +3,47 @@
 # so machine.py and network.py here stand in for the hardware modules) or by
 # CPython through nodekit.cpython_board. The board's filesystem is the current
 # folder (config.json and the certificate files); the code comes from the repo.
+#
+# The import order is the port's: sys.path = ['', '.frozen', '/lib'] (ports/esp8266 and
+# ports/esp32 modules/_boot.py leave py/runtime.c's default; MICROPY_PY_SYS_PATH_DEFAULT),
+# so a module the firmware freezes shadows the same name in /lib, and only a file at the
+# filesystem root wins over it. Here: the hardware stand-ins first (built-ins on a board),
+# then '' (the board's root: this folder, and NODE_PATH, where `make deploy` puts
+# umqtt.simple), then the frozen stand-ins (frozen/, SIMBOARD_FROZEN), then /lib.
 import os
 import sys
 
+import _port
+
 NO_MAIN_EXIT = 3  # main.py returned: on a board, this is the REPL prompt
 
+_here = _port.__file__.rsplit("/", 1)[0]
 _repo = os.getenv("NODE_REPO")
-_extra = [p for p in (os.getenv("NODE_PATH") or "").split(":") if p]
+_root = [p for p in (os.getenv("NODE_PATH") or "").split(":") if p]
+_frozen = [_here + "/frozen"] + [p for p in (os.getenv("SIMBOARD_FROZEN") or "").split(":") if p]
 # NODE_LIB: a compiled lib/ (nodekit.build) instead of the repo's .py sources.
-for _p in [os.getenv("NODE_LIB") or _repo + "/lib"] + _extra:
-    sys.path.insert(1, _p)
+_lib = [os.getenv("NODE_LIB") or _repo + "/lib"]
+sys.path[1:1] = [""] + _root + _frozen
+sys.path.append(_lib[0])
+
+
+class _Sys:
+    """sys as the port's firmware has it: sys.platform is the chip's port
+    (MICROPY_PY_SYS_PLATFORM: "esp8266" in ports/esp8266/mpconfigport.h, "esp32" in
+    ports/esp32/mpconfigport.h for the ESP32, S3 and C3 alike); the rest is this runtime's.
+    `import sys` finds it in sys.modules before the built-in (py/builtinimport.c)."""
+
+    platform = _port.FAMILY
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+sys.modules["sys"] = _Sys(sys)
+_port.install()
 
 
 def _run(name):
