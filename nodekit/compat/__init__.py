@@ -5,20 +5,26 @@ clock, `micropython.const`, and the `usocket`/`ussl` stream sockets with
 `read`/`write` that umqtt.simple calls. Installed by nodekit.cpython_board.
 """
 import binascii
+import os
 import struct
 import sys
 import time
 
-_TICKS_PERIOD = 1 << 30  # MicroPython's tick counters wrap here; so do ours, to catch misuse
+# A 32-bit port's tick counters wrap at 2**30 (py/mpconfig.h MICROPY_PY_TIME_TICKS_PERIOD);
+# so do ours, and $SIMBOARD_TICKS_START (ms) starts them just before the wrap, as
+# nodekit/simboard/time.py does in the MicroPython VM.
+_TICKS_PERIOD = 1 << 30
 _TICKS_HALF = _TICKS_PERIOD // 2
+_START_MS = int(os.getenv("SIMBOARD_TICKS_START") or 0)
+_T0 = time.monotonic()
 
 
 def ticks_ms():
-    return int(time.monotonic() * 1000) & (_TICKS_PERIOD - 1)
+    return (int((time.monotonic() - _T0) * 1000) + _START_MS) & (_TICKS_PERIOD - 1)
 
 
 def ticks_us():
-    return int(time.monotonic() * 1000000) & (_TICKS_PERIOD - 1)
+    return (int((time.monotonic() - _T0) * 1000000) + _START_MS * 1000) & (_TICKS_PERIOD - 1)
 
 
 def ticks_add(ticks, delta):
