@@ -29,7 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties, VariableByteIntegers
 from paho.mqtt.reasoncodes import ReasonCode
 
-from nodekit import REPO, certs
+from nodekit import REPO, certs, nodeconfig
 
 if str(REPO / "lib") not in sys.path:
     sys.path.insert(0, str(REPO / "lib"))
@@ -172,7 +172,7 @@ def check_config(r, path):
     except OSError as e:
         raise DoctorError("cannot read %s: %s" % (path, e.strerror or e))
     try:
-        cfg = node_config.load(path)
+        cfg = node_config.load(path, nodeconfig.platform_of(path))
         m = cfg["mqtt"]
         files = node_tls.load(m["tls"], base=os.path.dirname(path)) if m["tls"] else None
     except ValueError as e:

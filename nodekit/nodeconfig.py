@@ -10,9 +10,25 @@ if str(REPO / "lib") not in sys.path:
 from node import config as node_config  # noqa: E402  (imports only json)
 
 
+def platform_of(path):
+    """The port ("esp8266", "esp32") whose rules the config's board follows; esp8266, the
+    tutorials' board, when it names none or cannot be read (load() then says why)."""
+    import json
+
+    try:
+        with open(path) as f:
+            board = json.load(f).get("board")
+        with open(REPO / "firmware" / "boards.json") as f:
+            manifest = json.load(f)
+        chip = manifest["images"][manifest["boards"][board]["image"]]["chip"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        chip = board if board in ("esp32", "esp32s3", "esp32c3") else "esp8266"
+    return "esp8266" if chip == "esp8266" else "esp32"
+
+
 def check_file(path):
     """(checked config, [files the config names, relative to its folder]); ValueError if wrong."""
-    cfg = node_config.load(str(path))
+    cfg = node_config.load(str(path), platform_of(path))
     base = os.path.dirname(os.path.abspath(path))
     files = [f for f in (cfg["mqtt"]["tls"] or {}).values() if f]
     for f in files:

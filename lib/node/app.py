@@ -7,8 +7,9 @@ import time
 from binascii import hexlify
 
 import machine
+from micropython import const
 
-from node import __version__, clock, commands, sensor, unload
+from node import __version__, clock, commands, sensor, unload, watchdog
 from node.backlog import Backlog
 from node.led import Led
 from node.log import log
@@ -18,10 +19,16 @@ from node.wifi import Wifi
 
 LED_STATE_FILE = "led.state"  # the last commanded LED state, restored after a reboot
 _WIFI_POLL_MS = 200
-_LINK_CHECK_MS = 1000  # how often an idle node looks at its Wi-Fi link
+_LINK_CHECK_MS = 1000  # how often an idle node looks at its Wi-Fi link; also its longest sleep
 _QUIET_MS = 1000       # at most one "ignored" line per second, however much garbage comes
 _SHORT_LIFE_MS = 30000  # a connection the broker closes sooner hints at a duplicate client id
-_MEMORY_RESETS = 5     # consecutive MemoryErrors before a controlled reset
+_SAFE_WINDOW_MS = 1000  # after a reset, how long a press of BOOT/FLASH selects safe mode
+_MEMORY_RESETS = 5     # MemoryErrors in a row, in the same step, before a controlled reset
+# axTLS, the ESP8266's TLS, allocates from the GC heap and crashes the chip (no MemoryError)
+# when an allocation fails (ports/esp8266/posix_helpers.c). Its largest piece is the record
+# buffer, RT_MAX_PLAIN_LENGTH 1024 + RT_EXTRA 4096 (+ a 5-byte header; ports/esp8266/Makefile,
+# lib/axtls/ssl/tls1.c): no handshake starts unless a block that size can be had.
+_AXTLS_BLOCK = const(5125)
 
 
 def client_id(cfg):
@@ -41,7 +48,7 @@ class Node:
         self.session = Session(cfg, self.client_id, self.on_message)
         self.backlog = Backlog(cfg["buffer"])
         cap = cfg["backoff_max_ms"]
-        self.wifi = Wifi(cfg["wifi"], lambda attempt: backoff_ms(attempt, cap))
+        self.wifi = Wifi(cfg["wifi"], lambda attempt: backoff_ms(attempt, cap), cfg["mqtt"]["host"])
         self.stats = Stats()
         self.t_stats = ("maison/%s/stats" % room).encode()
         self.seq = 0
@@ -50,7 +57,10 @@ class Node:
         self._suppressed = 0
         self._connected_at = None
         self._short_lives = 0
-        self._memory_errors = 0
+        # MemoryErrors in a row, counted apart for the steps that can meet one, so readings
+        # that still succeed never hide a handshake that can never get its memory.
+        self._oom_read = self._oom_link = 0
+        self._announced = False  # Home Assistant discovery: once per boot, on the first connect
         self._restore_led()
 
     # --- commands: ctrlled and maison/<room>/led/set -------------------------
@@ -102,9 +112,9 @@ class Node:
         except Exception as e:  # a faulty sensor skips this reading, not the loop
             self.stats.sensor_errors += 1
             log("read", "sensor error: %r; reading skipped", e)
-            self._failed(e)
+            self._oom_read = self._out_of_memory(e, self._oom_read)
             return
-        self._memory_errors = 0
+        self._oom_read = 0
         if self.is_int is None:
             self.is_int = type(value) is int
         self.seq += 1
@@ -132,6 +142,7 @@ class Node:
             else:
                 payload = text
             self.session.publish(self.t_value, payload.encode(), False, qos)
+            watchdog.feed()  # acknowledged: a long backlog is progress, not a hang
             b.pop()
             self.stats.sent += 1
             log("read", "%s -> %s%s", text, self.t_value.decode(),
@@ -152,37 +163,56 @@ class Node:
             unload("homeassistant")
         log("mqtt", "Home Assistant discovery sent")
 
+    def _tls_room(self):
+        """On an ESP8266, refuse to start a handshake that axTLS cannot finish: it would
+        crash the chip instead of raising MemoryError."""
+        if sys.platform != "esp8266" or not self.cfg["mqtt"]["tls"]:
+            return
+        gc.collect()
+        try:
+            bytearray(_AXTLS_BLOCK)
+        except MemoryError:
+            raise MemoryError("no free block of %d bytes for the TLS handshake" % _AXTLS_BLOCK)
+
     def try_connect(self):
         s = self.session
         try:
+            self._tls_room()
             resumed = s.connect()
             log("mqtt", "connected to %s:%d as %s (%s session)", s.host, s.port, self.client_id,
                 "resumed" if resumed else "new")
             if self._connected_at is not None:
                 self.stats.reconnects += 1
             self._connected_at = time.ticks_ms()
-            self._memory_errors = 0
-            if self.cfg["homeassistant"] and not resumed:  # a new session: the broker may have lost them
+            self._oom_link = 0
+            # After every boot, not only on a new session: a node upgraded, or first run
+            # without "homeassistant", would never announce. Retained, so idempotent.
+            if self.cfg["homeassistant"] and not (resumed and self._announced):
                 self.announce()
+                self._announced = True
             self.publish_led()
             self.publish_stats()
             self.deliver()
             return True
         except Exception as e:  # any failure of the link or the broker: say why, retry later
             s.close()
-            self._failed(e)
+            self._oom_link = self._out_of_memory(e, self._oom_link)
             log("mqtt", "%s", describe(e, s.host, s.port))
             return False
 
-    def _failed(self, e):
-        if isinstance(e, MemoryError):
-            # Survived: collect and retry; only a run of them ends in a controlled reset.
-            self.stats.memory_errors += 1
-            self._memory_errors += 1
-            gc.collect()
-            if self._memory_errors >= _MEMORY_RESETS:
-                log("boot", "out of memory %d times in a row: resetting", self._memory_errors)
-                machine.reset()
+    def _out_of_memory(self, e, in_a_row):
+        """Count a MemoryError of one step; return that step's new count. Survived: collect
+        and retry; a run of them (the heap too fragmented ever to serve it) ends in a
+        controlled reset, which gives back an unfragmented heap."""
+        if not isinstance(e, MemoryError):
+            return in_a_row
+        self.stats.memory_errors += 1
+        in_a_row += 1
+        gc.collect()
+        if in_a_row >= _MEMORY_RESETS:
+            log("boot", "out of memory %d times in a row (%s): resetting", in_a_row, e)
+            machine.reset()
+        return in_a_row
 
     def _retry_delay(self):
         """After a loss: reconnect at once if the connection had lived a while, else back
@@ -199,7 +229,7 @@ class Node:
     def _lost(self, e):
         """The connection broke: say why, and set when to reconnect."""
         self.session.close()
-        self._failed(e)
+        self._oom_link = self._out_of_memory(e, self._oom_link)
         log("mqtt", "connection lost: %s", describe(e, self.session.host, self.session.port))
         self._retry_at = time.ticks_add(time.ticks_ms(), self._retry_delay())
         # The broker drops an older connection when another client connects with the
@@ -221,14 +251,17 @@ class Node:
         t_next = time.ticks_ms()
         t_stats = time.ticks_add(t_next, self.cfg["stats_ms"])
         clock_done = False
-        # Fed only when the loop comes round: a hang anywhere resets the board, while
-        # Wi-Fi or broker outages (which the loop rides out) never do.
-        wdt = machine.WDT(timeout=self.cfg["watchdog_ms"])
+        stats_ms = self.cfg["stats_ms"]
+        # Fed when the loop comes round (and by the session as packets arrive): a hang
+        # anywhere resets the board, while Wi-Fi or broker outages, which the loop rides
+        # out, never do. No step of the loop waits longer than the watchdog allows.
         while True:
-            wdt.feed()
+            watchdog.feed()
             now = time.ticks_ms()
-            if self.session.connected and time.ticks_diff(now, t_stats) >= 0:
-                t_stats = time.ticks_add(t_stats, self.cfg["stats_ms"])
+            late = time.ticks_diff(now, t_stats)
+            if self.session.connected and late >= 0:
+                # Next slot on its grid: slots missed while offline are skipped, not bunched.
+                t_stats = time.ticks_add(t_stats, stats_ms * (1 + late // stats_ms))
                 try:
                     self.publish_stats()
                 except Exception as e:
@@ -258,7 +291,7 @@ class Node:
                 continue
             if not self.session.connected:
                 if time.ticks_diff(now, self._retry_at) < 0:
-                    time.sleep_ms(min(due, time.ticks_diff(self._retry_at, now)))
+                    time.sleep_ms(min(due, time.ticks_diff(self._retry_at, now), _LINK_CHECK_MS))
                     continue
                 if not self.try_connect():
                     delay = backoff_ms(self._attempt, cap)
@@ -274,11 +307,20 @@ class Node:
 
 
 def safe_mode():
-    """Start without the node when the BOOT/FLASH button (GPIO0) is held down at reset, so
-    nothing in config.json can lock a person out. (main.py checks the SAFEMODE file.)"""
-    if sys.platform in ("esp8266", "esp32"):
-        if machine.Pin(0, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0:
-            return "the BOOT/FLASH button was held"
+    """Start without the node when the BOOT/FLASH button (GPIO0) is pressed in the first
+    second after a reset, so nothing in config.json can lock a person out. Not *at* reset:
+    GPIO0 low while the chip comes out of reset is a strapping pin that starts the ROM
+    bootloader (ESP8266 and ESP32 datasheets), and MicroPython never runs. (main.py checks
+    the SAFEMODE file, which `make deploy` uses.)"""
+    if sys.platform not in ("esp8266", "esp32"):
+        return None
+    button = machine.Pin(0, machine.Pin.IN, machine.Pin.PULL_UP)
+    log("boot", "press BOOT/FLASH (GPIO0) now for safe mode (%d s)", _SAFE_WINDOW_MS // 1000)
+    t0 = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), t0) < _SAFE_WINDOW_MS:
+        if button.value() == 0:
+            return "the BOOT/FLASH button was pressed after reset"
+        time.sleep_ms(20)
     return None
 
 
@@ -300,6 +342,7 @@ def main(path="config.json"):
     try:
         cfg = _load_config(path)
         node = Node(cfg)
+        watchdog.arm(cfg["watchdog_ms"])
     except ValueError as e:
         # One clear line, then back to the REPL: never a traceback loop.
         log("conf", "%s", e)

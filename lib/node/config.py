@@ -59,19 +59,54 @@ def _bool(sec, key, path, default):
     return v
 
 
-def check(raw):
-    """Return a checked copy of the config with defaults filled in."""
-    _section(raw, "", ("room", "board", "wifi", "mqtt", "period_s", "led", "sensor", "ntp",
-                       "buffer", "payload", "qos", "backoff_max_s", "stats_s", "watchdog_s",
-                       "homeassistant"))
-    room = _str(raw, "room", "room")
+ROOM_MAX = 64  # bytes of UTF-8: the kit puts the room in a client certificate's CN (64 at most)
+
+
+def wire(path, v, limit=65535):
+    """Refuse a text that cannot go on the wire as UTF-8 (a topic, the client id, the user
+    name, the password) the same way on both runtimes."""
+    for c in v:
+        o = ord(c)
+        # Mosquitto closes the connection on these (lib/utf8_mosq.c), MQTT forbids NUL.
+        if o < 32 or 127 <= o < 160 or 0xFDD0 <= o <= 0xFDEF or o & 0xFFFE == 0xFFFE:
+            _fail(path, "no control character (MQTT brokers refuse them)", v)
+        # MicroPython's json turns the \u escapes of one emoji into two halves, not UTF-8.
+        if 0xD800 <= o < 0xE000 or o > 0xFFFF:
+            _fail(path, "characters up to U+FFFF (no emoji: MicroPython's json splits them)", v)
+    if len(v.encode()) > limit:
+        _fail(path, "at most %d bytes of UTF-8" % limit, v)
+    return v
+
+
+def check_room(room):
+    """The room as a topic level (maison/<room>/valeur); the kit checks with this too."""
     for c in "/+#":
         if c in room:
             _fail("room", "a single topic level (no '/', '+' or '#')", room)
+    return wire("room", room, ROOM_MAX)
 
-    wifi = _section(raw.get("wifi"), "wifi", ("ssid", "password"))
+
+def check(raw, platform=None):
+    """Return a checked copy of the config with defaults filled in. platform: the port whose
+    rules apply ("esp8266", "esp32"); on a board, its own sys.platform."""
+    if platform is None:
+        import sys
+
+        platform = sys.platform
+    _section(raw, "", ("room", "board", "wifi", "mqtt", "period_s", "led", "sensor", "ntp",
+                       "buffer", "payload", "qos", "backoff_max_s", "stats_s", "watchdog_s",
+                       "homeassistant"))
+    room = check_room(_str(raw, "room", "room"))
+
+    wifi = _section(raw.get("wifi"), "wifi", ("ssid", "password", "ap"))
+    # wifi.ap: the board's own access point (an ESP8266's is up out of the factory, with a
+    # published key): switched off at start unless true.
+    ap = wifi.get("ap", False)
+    if type(ap) is not bool:
+        _fail("wifi.ap", "true (keep the board's own access point on) or false (switch it off, "
+              "the default)", ap)
     wifi = {"ssid": _str(wifi, "ssid", "wifi.ssid"),
-            "password": _str(wifi, "password", "wifi.password", "")}
+            "password": _str(wifi, "password", "wifi.password", ""), "ap": ap}
 
     m = _section(raw.get("mqtt"), "mqtt",
                  ("host", "port", "user", "password", "tls", "client_id", "keepalive"))
@@ -95,6 +130,9 @@ def check(raw):
             "client_id": _str(m, "client_id", "mqtt.client_id", None),
             # Mosquitto 2.0.12+ refuses keepalive 0 with a misleading "identifier rejected".
             "keepalive": _int(m, "keepalive", "mqtt.keepalive", 1, 65535, 60)}
+    for k in ("user", "password", "client_id"):
+        if mqtt[k] is not None:
+            wire("mqtt." + k, mqtt[k])
     if mqtt["password"] is not None and mqtt["user"] is None:
         _fail("mqtt.user", "a user name to go with mqtt.password")
 
@@ -135,12 +173,22 @@ def check(raw):
             "homeassistant": _bool(raw, "homeassistant", "homeassistant", False),
             "backoff_max_ms": 1000 * _int(raw, "backoff_max_s", "backoff_max_s", 1, 3600, 60),
             "stats_ms": 1000 * _int(raw, "stats_s", "stats_s", 1, 86400, 60),
-            # Longer than the slowest wait (socket timeout: 10 s, or 1.5 x keepalive if shorter).
-            "watchdog_ms": 1000 * _int(raw, "watchdog_s", "watchdog_s",
-                                       min(10, mqtt["keepalive"] * 3 // 2) + 2, 3600, 60)}
+            "watchdog_ms": 1000 * _watchdog_s(raw, platform)}
 
 
-def load(path="config.json"):
+def _watchdog_s(raw, platform):
+    # Every wait of the loop is bounded from it (node/session.py socket_timeout_s), so
+    # any value the chip accepts works; 5 s is the only one an ESP8266 accepts.
+    if platform == "esp8266":
+        v = raw.get("watchdog_s", 5)
+        if v != 5 or type(v) is not int:
+            _fail("watchdog_s", "5: an ESP8266's watchdog is fixed at 5 s (machine.WDT takes no "
+                  "other timeout there); leave the key out", v)
+        return 5
+    return _int(raw, "watchdog_s", "watchdog_s", 5, 3600, 5)
+
+
+def load(path="config.json", platform=None):
     try:
         with open(path) as f:
             text = f.read()
@@ -150,4 +198,4 @@ def load(path="config.json"):
         raw = json.loads(text)
     except ValueError:
         raise ValueError("config: %s is not valid JSON" % path)
-    return check(raw)
+    return check(raw, platform)

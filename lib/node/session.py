@@ -11,19 +11,10 @@ from micropython import const
 import umqtt.simple
 from umqtt.simple import MQTTClient, MQTTException
 
-from node import clock, unload
+from node import clock, unload, watchdog
 from node.log import log
 
 
-
-def _ussl():
-    # umqtt.simple 1.3.x does `import ussl` (for TLS only), which MicroPython 1.22+ no longer has.
-    if "ussl" not in sys.modules:
-        try:
-            import ussl  # noqa: F401
-        except ImportError:
-            import ssl
-            sys.modules["ussl"] = ssl
 
 _CONNACK = {1: "unacceptable protocol version", 2: "client id rejected",
             3: "broker unavailable", 4: "bad user name or password",
@@ -34,6 +25,14 @@ _RECENT = const(8)  # QoS 1 packet ids remembered to spot a redelivery
 _LARGEST = const(131072)  # bigger messages are refused: no command is that long
 _PKT = const(96)  # a reading's PUBLISH fits: larger ones (stats) get their own buffer
 SOCKET_TIMEOUT_S = 10  # bounds connect, the TLS handshake and every wait for an answer
+
+
+def socket_timeout_s(keepalive_s, watchdog_ms):
+    """How long any one socket operation may wait. No longer than a silent broker is
+    tolerated (1.5 x keepalive), and short enough that the longest stretch the node cannot
+    feed the watchdog, a TLS handshake (two waits), fits inside it with a second to spare
+    for the CPU: 2 s on an ESP8266, whose watchdog is fixed at 5 s."""
+    return max(1, min(SOCKET_TIMEOUT_S, keepalive_s * 3 // 2, (watchdog_ms // 1000 - 1) // 2))
 
 
 class _TimedSockets:
@@ -48,6 +47,7 @@ class _TimedSockets:
         self.timeout = SOCKET_TIMEOUT_S
 
     def socket(self, *args):
+        watchdog.feed()  # a connect begins: name lookup, TCP, TLS and CONNACK each get their time
         s = self._real.socket(*args)
         s.settimeout(self.timeout)
         try:
@@ -60,7 +60,31 @@ class _TimedSockets:
         return s
 
     def getaddrinfo(self, *args):
-        return self._real.getaddrinfo(*args)
+        watchdog.feed()
+        try:
+            return self._real.getaddrinfo(*args)
+        finally:
+            watchdog.feed()
+
+
+class _Tls:
+    """What umqtt.simple calls to wrap its socket in TLS: `ussl.wrap_socket` in 1.3 (we
+    stand in for ussl, which MicroPython 1.22+ no longer has) and `ssl.wrap_socket` of the
+    SSLContext it is given in 1.4+. The handshake is the longest wait of a connect, so the
+    watchdog is fed on both sides of it, and the socket's timeout is set again first:
+    umqtt.simple 1.5+ sets it back to blocking in connect() (settimeout(None))."""
+
+    def __init__(self, params):
+        self._params = params
+
+    def wrap_socket(self, sock, server_hostname=None, **_):
+        import ssl
+
+        sock.settimeout(_sockets.timeout)
+        watchdog.feed()
+        s = ssl.wrap_socket(sock, **self._params)
+        watchdog.feed()
+        return s
 
 
 _sockets = _TimedSockets(umqtt.simple.socket)
@@ -227,32 +251,31 @@ class Session:
         self.host = m["host"]
         self.port = m["port"]
         self._keepalive_ms = m["keepalive"] * 1000
-        # No point waiting for an answer longer than a silent broker is tolerated.
-        _sockets.timeout = min(SOCKET_TIMEOUT_S, max(1, m["keepalive"] * 3 // 2))
+        _sockets.timeout = socket_timeout_s(m["keepalive"], cfg["watchdog_ms"])
         self._on_message = on_message
         room = cfg["room"]
         self.t_status = ("maison/%s/status" % room).encode()
         self.subscriptions = (b"ctrlled", ("maison/%s/led/set" % room).encode())
-        kw = {}
+        wrap = None
         if m["tls"]:
             from node import tls
-
-            _ussl()
 
             files = tls.load(m["tls"])
             if not tls.CAN_VERIFY:
                 log("tls", "this board cannot verify certificates: encrypted, but the broker is NOT authenticated")
-            kw = {"ssl": True, "ssl_params": tls.wrap_params(files, self.host)}
+            # Every umqtt.simple version takes ssl=<an object with wrap_socket>: 1.3 only
+            # tests it for truth and then imports ussl, which is the same object.
+            wrap = sys.modules["ussl"] = _Tls(tls.wrap_params(files, self.host))
+            unload("tls")  # what it read stays in the wrapper's TLS parameters
         else:
             log("mqtt", "WARNING: plaintext MQTT: password and readings cross the network in clear")
-        args = (client_id, self.host, self.port, m["user"], m["password"], m["keepalive"])
-        try:
-            self.client = _Client(*args, **kw)
-        except TypeError:
-            # umqtt.simple 1.4 and 1.5 take only ssl=<SSLContext>.
-            self.client = _Client(*args, ssl=tls.context(files))
-        if m["tls"]:
-            unload("tls")  # what it read stays in the client's TLS parameters
+        # Bytes, not str: every umqtt.simple writes these lengths with len(), which counts a
+        # str's characters while its UTF-8 bytes go out (a malformed CONNECT for "séjour").
+        user, pw = m["user"], m["password"]  # None or non-empty (node/config.py)
+        args = (client_id.encode(), self.host, self.port, user and user.encode(), pw and pw.encode(),
+                m["keepalive"])
+        self.client = _Client(*args, ssl=wrap)
+        self._timeout_arg = True  # umqtt.simple 1.5+: connect(timeout=) (its default blocks)
         self.client.rearm = self._arm
         self.client.set_callback(self._received)
         self.client.set_last_will(self.t_status, b"offline", retain=True, qos=1)
@@ -277,7 +300,13 @@ class Session:
         retained command is not applied again at every reconnect."""
         self.close()
         gc.collect()  # the TLS handshake needs the largest free block we can give it
-        resumed = self.client.connect(clean_session=False)
+        if self._timeout_arg:
+            try:
+                resumed = self.client.connect(False, _sockets.timeout)
+            except TypeError:  # umqtt.simple 1.3/1.4: no timeout argument; _TimedSockets sets it
+                self._timeout_arg = False
+        if not self._timeout_arg:
+            resumed = self.client.connect(False)
         self._raw = _sockets.last
         self.connected = True
         # A broker keeps the session even when a subscription failed or the link broke

@@ -65,15 +65,3 @@ def wrap_params(files, host):
         p["key"] = files["key"]
     return p
 
-
-def context(files):
-    """An ssl.SSLContext for umqtt.simple 1.4/1.5, which take nothing else."""
-    import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if CAN_VERIFY:
-        # micropython-lib's SSLContext does not verify unless told to.
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cadata=files["ca"])
-    if "cert" in files:
-        ctx.load_cert_chain(files["cert"], files["key"])
-    return ctx

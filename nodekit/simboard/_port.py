@@ -20,4 +20,48 @@ def install():
     Under CPython, stand-ins whose names the standard library also uses (ssl, socket)
     cannot sit on sys.path (the stdlib would import them): they are entered into
     sys.modules here, after the stdlib has its own."""
-    return
+    _install_cpython_ssl()
+    import _rtc  # the board's clock: time.time()/gmtime() read its RTC, in the port's epoch
+
+    _rtc.install()
+    _install_socket()
+    _install_ssl()
+
+
+def _install_cpython_ssl():
+    # The board's `ssl` is MicroPython's (wrap_socket with cadata, DER certificates); under
+    # CPython that is nodekit/compat/ussl.py over CPython's own ssl.
+    import sys
+
+    if sys.implementation.name == "cpython":
+        import ussl
+
+        sys.modules["ssl"] = ussl
+
+
+def _install_ssl():
+    # ESP8266: axTLS's ssl and tls (axtls.py) in both runtimes, in place of mbedTLS's.
+    # (ESP32: mbedTLS, the VM's own ssl, or compat/ussl.py under CPython, as above.)
+    if ESP8266:
+        import sys
+
+        import axtls
+
+        sys.modules["ssl"] = axtls
+        sys.modules["tls"] = axtls.tls
+
+
+def _install_socket():
+    # The port's name resolution (_lwip.py: no mDNS on an ESP8266). In the VM the stand-in is
+    # the board's socket and usocket; under CPython, compat's usocket gets its getaddrinfo
+    # (CPython's socket stays the stdlib's: the broker kit's tools use it too).
+    import sys
+
+    import _lwip
+
+    if sys.implementation.name == "micropython":
+        sys.modules["socket"] = sys.modules["usocket"] = _lwip
+    else:
+        import usocket
+
+        usocket.getaddrinfo = _lwip.wrap(usocket.getaddrinfo)
