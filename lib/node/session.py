@@ -288,6 +288,9 @@ class Session:
     def _arm(self):
         # umqtt's wait_msg() leaves the socket blocking: bound the next wait again.
         # (MicroPython's SSLSocket has no settimeout; its raw socket's timeout holds.)
+        # Called as each packet starts to arrive and before each send: progress, so the
+        # watchdog is fed and only one bounded wait lies before the next feed.
+        watchdog.feed()
         s = self.client.sock
         (s.settimeout if hasattr(s, "settimeout") else self._raw.settimeout)(_sockets.timeout)
 
