@@ -201,6 +201,14 @@ def check_config(r, path):
 
 
 # --- 2. name, 3. port -------------------------------------------------------------
+def check_mdns(r, host, platform):
+    """An ESP8266 resolves by DNS only (no mDNS in ports/esp8266): a .local name that works
+    on this PC never does on the board. The node logs the same line at start."""
+    if platform == "esp8266" and host.lower().endswith(".local"):
+        r.warn("name", "broker host '%s' cannot resolve on an ESP8266 (no mDNS): put the Pi's address "
+               "in mqtt.host, e.g. 192.168.1.10" % host)
+
+
 def check_name(r, host, port):
     try:
         addrs = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -618,6 +626,7 @@ def doctor(path, out=None):
         cfg, files, ctx, ident = check_config(r, path)
         m = cfg["mqtt"]
         step = "name"
+        check_mdns(r, m["host"], nodeconfig.platform_of(path))
         addrs = check_name(r, m["host"], m["port"])
         step = "port"
         addr = check_port(r, m["host"], m["port"], addrs)

@@ -99,8 +99,9 @@ def set_ap(board_dir, ssid, password, up=True):
     os.replace(tmp, ap)  # the node never reads half a file
 
 
-def prepare_board(board_dir, cfg, unique_id=None, ap=None):
-    """The simulated board's hardware state: its Wi-Fi access point and chip id."""
+def prepare_board(board_dir, cfg, unique_id=None, ap=None, chip="esp32"):
+    """The simulated board's hardware state: its Wi-Fi access point and chip id (as
+    machine.unique_id() gives it: an ESP8266's 4-byte chip id, an ESP32's 6-byte MAC)."""
     board_dir = pathlib.Path(board_dir)
     board_dir.mkdir(parents=True, exist_ok=True)
     wifi = cfg.get("wifi") or {}
@@ -108,7 +109,7 @@ def prepare_board(board_dir, cfg, unique_id=None, ap=None):
     set_ap(board_dir, **(ap or {"ssid": wifi.get("ssid"), "password": wifi.get("password", "")}))
     uid = board_dir / "unique_id"
     if unique_id or not uid.exists():
-        uid.write_text(unique_id or os.urandom(6).hex())
+        uid.write_text(unique_id or os.urandom(4 if chip == "esp8266" else 6).hex())
     return board_dir
 
 
@@ -124,7 +125,7 @@ class SimNode:
         # tutorials' ESP8266.
         self.board = board or self.cfg.get("board") or "esp8266"
         self.chip = board_chip(self.board)
-        self.board_dir = prepare_board(board_dir, self.cfg, ap=ap)
+        self.board_dir = prepare_board(board_dir, self.cfg, ap=ap, chip=self.chip)
         self.runtime = runtime
         self.heap = heap
         self.output = output  # a file object, or None for the terminal

@@ -1,12 +1,16 @@
 # Health counters, published now and then as JSON on maison/<room>/stats so a
 # person at the Pi can see how each node is doing.
 import gc
+import sys
 import time
 
 import machine
 
 from node import __version__
 
+# Named by the port's own constants, whose values differ: ESP8266 0 1 4 5 6 (the SDK's
+# reasons), ESP32 1..5 (ports/*/modmachine.c). machine.reset() is SOFT_RESET on an
+# ESP8266, HARD_RESET on an ESP32 (esp_restart).
 _CAUSES = ("PWRON_RESET", "HARD_RESET", "WDT_RESET", "DEEPSLEEP_RESET", "SOFT_RESET")
 
 
@@ -19,6 +23,10 @@ class Stats:
         for name in _CAUSES:
             if getattr(machine, name, None) == cause:
                 self.reset_cause = name[:-6].lower()
+        if sys.platform == "esp8266" and cause in (2, 3):
+            # SDK reasons machine leaves unnamed: 2 a crash (exception), 3 the software
+            # watchdog, which is the one machine.WDT feeds there.
+            self.reset_cause = "wdt" if cause == 3 else "exception"
         self.uptime_s = 0  # summed, since ticks wrap after 12 days
         self._last = time.ticks_ms()
 

@@ -1,57 +1,124 @@
 # Keep the station interface up without ever blocking the node: up() is called
 # from the main loop, says plainly why the link is down, and rejoins by itself.
+# No Wi-Fi call can end the loop: an OSError from any of them is logged once and
+# the call tried again later.
 import network
+import sys
 import time
 
 from node.log import log
 
 _JOIN_TIMEOUT_MS = 20000
+# ESP32: once connect() was called the driver rejoins by itself after a drop
+# (ports/esp32/network_wlan.c, STA_DISCONNECTED), and connect() while it tries raises
+# OSError("Wifi Internal Error") (micropython#17661): the node watches it instead.
+_DRIVER_REJOINS = sys.platform == "esp32"
 
 
 def _reason(status):
+    # The port's own STAT_* names: their values differ (ESP8266 0-5, ESP32 200s and 1000s).
     for name, text in (("STAT_WRONG_PASSWORD", "wrong Wi-Fi password"),
                        ("STAT_NO_AP_FOUND", "network not found"),
-                       ("STAT_CONNECT_FAIL", "connection failed")):
+                       ("STAT_CONNECT_FAIL", "connection failed"),
+                       ("STAT_NO_AP_FOUND_IN_RSSI_THRESHOLD", "network's signal too weak"),
+                       ("STAT_NO_AP_FOUND_W_COMPATIBLE_SECURITY", "network's security not supported")):
         if status == getattr(network, name, None):
             return text
     return None
 
 
 class Wifi:
-    def __init__(self, cfg, backoff):
+    def __init__(self, cfg, backoff, host=None):
         self.ssid = cfg["ssid"]
         self._password = cfg["password"]
+        self._keep_ap = cfg.get("ap", False)
         self._backoff = backoff  # backoff(attempt) -> ms
-        self.wlan = network.WLAN(network.STA_IF)
-        self.wlan.active(True)
+        self.wlan = None
+        self._ready = False
         self._joining = False
         self._was_up = False
+        self._hold = False  # a Wi-Fi call failed: quiet until _retry_at
+        self._said = None   # ESP32: the reason last logged while the driver rejoins
         self._since = 0
         self._retry_at = time.ticks_ms()
         self._attempt = 0
         self.losses = 0
+        if host and sys.platform == "esp8266" and host.lower().endswith(".local"):
+            # lwIP on the ESP8266 asks DNS only: getaddrinfo fails with OSError(-2).
+            log("mqtt", "broker host '%s' cannot resolve on an ESP8266 (no mDNS): put the Pi's "
+                "address in mqtt.host, e.g. 192.168.1.10", host)
+
+    def _setup(self):
+        self.wlan = network.WLAN(network.STA_IF)
+        self.wlan.active(True)
+        if not self._keep_ap:
+            # An ESP8266 leaves the factory with its own access point up (MicroPython-xxxxxx,
+            # a published key), and remembers it in flash: off, unless "wifi": {"ap": true}.
+            ap = network.WLAN(network.AP_IF)
+            if ap.active():
+                ap.active(False)
+                log("wifi", "the board's own access point switched off")
+        self._ready = True
 
     def up(self):
         """True when the link is up; otherwise advance the (re)join, never waiting."""
-        if self.wlan.isconnected():
+        now = time.ticks_ms()
+        if self._hold and time.ticks_diff(now, self._retry_at) < 0:
+            return False
+        try:
+            if not self._ready:
+                self._setup()
+            self._hold = False
+            return self._up(now)
+        except OSError as e:
+            self._hold = True
+            self._joining = False
+            if self._was_up:
+                self._was_up = False
+                self.losses += 1
+            delay = self._backoff(self._attempt)
+            self._attempt += 1
+            self._retry_at = time.ticks_add(now, delay)
+            log("wifi", "Wi-Fi error: %s; trying again in %d s", e, delay // 1000)
+            if self.wlan and self._ready:
+                try:
+                    self.wlan.disconnect()  # stops a join the driver may still be making
+                except OSError:
+                    pass
+            return False
+
+    def _up(self, now):
+        w = self.wlan
+        if w.isconnected():
             if not self._was_up:
-                log("wifi", "connected to '%s', address %s", self.ssid, self.wlan.ifconfig()[0])
+                log("wifi", "connected to '%s', address %s", self.ssid, w.ifconfig()[0])
                 self._was_up = True
                 self._joining = False
                 self._attempt = 0
+                self._said = None
             return True
-        now = time.ticks_ms()
         if self._was_up:
             self._was_up = False
             self.losses += 1
-            log("wifi", "link to '%s' lost (%s); rejoining", self.ssid,
-                _reason(self.wlan.status()) or "signal lost")
+            why = _reason(w.status()) or "signal lost"
+            if _DRIVER_REJOINS:
+                log("wifi", "link to '%s' lost (%s); the Wi-Fi driver is rejoining", self.ssid, why)
+                self._joining = True
+                self._since = now
+                return False
+            log("wifi", "link to '%s' lost (%s); rejoining", self.ssid, why)
             self._retry_at = now
         if self._joining:
-            reason = _reason(self.wlan.status())
+            status = w.status()
+            reason = _reason(status)
+            if _DRIVER_REJOINS and status != network.STAT_IDLE:
+                if reason is not None and reason != self._said:
+                    self._said = reason
+                    log("wifi", "%s ('%s'); the Wi-Fi driver keeps trying", reason, self.ssid)
+                return False
             if reason is None and time.ticks_diff(now, self._since) < _JOIN_TIMEOUT_MS:
                 return False
-            self.wlan.disconnect()
+            w.disconnect()
             self._joining = False
             delay = self._backoff(self._attempt)
             self._attempt += 1
@@ -60,7 +127,8 @@ class Wifi:
                 self.ssid, delay // 1000)
         elif time.ticks_diff(now, self._retry_at) >= 0:
             log("wifi", "joining '%s'", self.ssid)
-            self.wlan.connect(self.ssid, self._password)
+            self._said = None
+            w.connect(self.ssid, self._password)
             self._joining = True
             self._since = now
         return False
