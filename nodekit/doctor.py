@@ -539,8 +539,11 @@ def run_probe(cfg, ctx, addr):
         if rc:
             return res
         # The topics the node writes (lib/node/app.py, session.py) and reads.
-        res["publish"] = [(t, p.publish_unreleased(t))
-                          for t in ("maison/%s/valeur" % room, "maison/%s/status" % room, "maison/%s/led" % room)]
+        writes = ["maison/%s/valeur" % room, "maison/%s/status" % room, "maison/%s/led" % room]
+        if cfg["homeassistant"]:  # the discovery topics, named by the node's own code
+            from node import homeassistant
+            writes += [t for t, _ in homeassistant.configs(cfg, "doctor")]
+        res["publish"] = [(t, p.publish_unreleased(t)) for t in writes]
         topics = ["ctrlled", "maison/%s/led/set" % room, VERSION_TOPIC]
         res["subscribe"] = list(zip(topics, p.subscribe(topics)))
         p.drain()
@@ -560,10 +563,14 @@ def report_probe(r, cfg, ident, res, login_rc):
         return
     denied = [(t, c) for t, c in res["publish"] if c >= 0x80]
     if denied:
+        # The kit's acl lines that allow them (nodekit/kit.py render_acl).
+        need = dict.fromkeys("homeassistant/+/%s/#" % t.split("/")[2] if t.startswith("homeassistant/")
+                             else "maison/%s/#" % room for t, _ in denied)
         r.fail("publish", "the broker refuses %s publishing on %s (PUBREC %s): the node's messages there would "
                "vanish without an error (MQTT 3.1.1 acknowledges them anyway); its acl needs `topic write "
-               "maison/%s/#` under `user %s`, then reload Mosquitto"
-               % (who, ", ".join(t for t, _ in denied), _code(PacketTypes.PUBREC, denied[0][1]), room, ident or "..."))
+               "%s` under `user %s`, then reload Mosquitto"
+               % (who, ", ".join(t for t, _ in denied), _code(PacketTypes.PUBREC, denied[0][1]),
+                  "` and `topic write ".join(need), ident or "..."))
     else:
         r.ok("publish", "%s may publish on %s (MQTT v5 PUBREC; the QoS 2 probes were never released, so no "
              "subscriber saw them)" % (who, ", ".join(t for t, _ in res["publish"])))

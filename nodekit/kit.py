@@ -86,7 +86,7 @@ def _is_ip(text):
 
 def _write_text(path, text, mode):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:  # Mosquitto compares the room's UTF-8 bytes
         f.write(text)
     os.chmod(path, mode)
 
@@ -369,12 +369,32 @@ def _signed_by(cert_path, ca_cert):
         return False
 
 
+def _check_room(room, rooms):
+    """The node's own rule (lib/node/config.py), then what the kit's files add: the room is
+    the account's name in passwd and acl, and a folder under nodes/."""
+    from nodekit import nodeconfig
+    from node.homeassistant import object_id
+
+    try:
+        nodeconfig.node_config.check_room(room)
+    except ValueError as e:
+        raise KitError("ROOM: " + str(e).split(": ", 2)[-1])
+    if room in ("", DASHBOARD, ".", "..") or ":" in room or room != room.strip():
+        # Mosquitto ends a passwd user name at ':' and trims both files' names (security_default.c).
+        raise KitError("ROOM: %s is not a usable account or folder name (no ':', no space at either end, "
+                       "not '.', '..' or %r)" % (json.dumps(room, ensure_ascii=False), DASHBOARD))
+    for other in rooms:
+        if other != room and object_id(other) == object_id(room):
+            raise KitError("ROOM: %s would share Home Assistant's id %s with room %s: pick another name"
+                           % (json.dumps(room, ensure_ascii=False), object_id(room),
+                              json.dumps(other, ensure_ascii=False)))
+
+
 def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=None):
     if not os.path.exists(_p(out, KIT_FILE)):
         raise KitError("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
-    if not room or any(c in room for c in "/+#") or room == DASHBOARD:
-        raise KitError("ROOM: %r is not a usable room name (one topic level, not %r)" % (room, DASHBOARD))
     s = load_settings(out)
+    _check_room(room, s["nodes"])
     ndir = _p(out, "nodes", room)
     os.makedirs(ndir, mode=0o700, exist_ok=True)
     ca_cert = certs.load_cert(_p(out, "ca.pem"))

@@ -9,7 +9,8 @@ _ITERATIONS = 101  # mosquitto_passwd's own default
 
 def hash_line(user, password):
     salt = os.urandom(12)
-    h = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _ITERATIONS)
+    # The password's UTF-8 bytes, as the node sends them and mosquitto_passwd hashes them.
+    h = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, _ITERATIONS)
     return "%s:$7$%d$%s$%s" % (user, _ITERATIONS, base64.b64encode(salt).decode(), base64.b64encode(h).decode())
 
 
@@ -21,7 +22,7 @@ def read(path):
     """{user: line} from a password file, in file order."""
     out = {}
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 line = line.strip()
                 if line and not line.startswith("#") and ":" in line:

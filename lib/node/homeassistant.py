@@ -9,9 +9,22 @@ from node import __version__
 PREFIX = "homeassistant"
 
 
+# U+00C0..U+00FF (UTF-8 C3 80..C3 BF) without their accents; '_' for × and ÷.
+_LATIN = b"AAAAAAACEEEEIIIIDNOOOOO_OUUUUYTsaaaaaaaceeeeiiiidnooooo_ouuuuyty"
+
+
 def object_id(room):
-    # Home Assistant accepts [a-zA-Z0-9_-] in a discovery topic; the kit's ACL uses the same rule.
-    return "maison_" + "".join(c if c.isalpha() or c.isdigit() or c in "_-" else "_" for c in room)
+    """The room as Home Assistant's discovery topics take it ([a-zA-Z0-9_-]): the kit's ACL
+    and its check for two rooms sharing an id use this too. Worked on the UTF-8 bytes, as
+    MicroPython's isalpha() knows ASCII only: séjour is maison_sejour on both runtimes."""
+    b = room.encode()
+    out = bytearray(b"maison_")
+    for i, c in enumerate(b):
+        if c < 0x80:
+            out.append(c if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"_-" else 95)
+        elif c >= 0xC0:  # a character starts here; its other bytes (0x80..0xBF) add nothing
+            out.append(_LATIN[b[i + 1] - 0x80] if c == 0xC3 else 95)
+    return out.decode()
 
 
 def configs(cfg, uid):
