@@ -624,6 +624,45 @@ def report_probe(r, cfg, ident, res, login_rc):
                % (VERSION_TOPIC, who, _code(PacketTypes.SUBACK, version), VERSION_TOPIC))
 
 
+# --- ntp --------------------------------------------------------------------------------
+NTP_TIMEOUT_S = 1  # the node's (lib/node/clock.py): one query, within the ESP8266's 5 s watchdog
+
+
+def check_ntp(r, cfg, platform, port=123):
+    """The node's time server (ntp.host, by default the broker's host) answers one real NTP
+    query within the node's timeout. An ESP32 checks the broker's certificate dates, so after
+    a power cut it connects only once this answers; an ESP8266 (axTLS) checks no dates."""
+    if not cfg["ntp"] or not cfg["mqtt"]["tls"]:
+        return  # the node never asks (lib/node/app.py)
+    host = cfg["ntp"]["host"]
+    say = r.fail if platform != "esp8266" else r.warn
+    why = ("after a power cut the node cannot check the broker's certificate (its clock reads 2000) "
+           "until it does" if platform != "esp8266" else "the node's clock stays unset (its TLS checks no dates)")
+    fix = ("on the Pi: make broker-install (it makes chrony serve time to the LAN; without chrony: "
+           "sudo apt install chrony, then install again), or set ntp.host to a server that answers")
+    try:
+        addr = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)[0][4]
+    except socket.gaierror as e:
+        say("ntp", "cannot resolve '%s' (ntp.host): %s: %s" % (host, e.strerror, why))
+        return
+    query = b"\x1b" + bytes(47)  # NTP version 3, client
+    sent = time.time()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(NTP_TIMEOUT_S)
+        try:
+            s.sendto(query, addr)
+            reply = s.recv(48)
+        except OSError:
+            reply = b""
+    if len(reply) < 48 or reply[1] == 0 or reply[0] & 7 != 4:
+        what = "no NTP answer" if not reply else "no usable NTP answer (kiss-o'-death or not a server reply)"
+        say("ntp", "%s from %s (UDP %d) within %d s: %s; %s" % (what, host, port, NTP_TIMEOUT_S, why, fix))
+        return
+    secs, frac = struct.unpack("!II", reply[40:48])
+    offset = secs - 2208988800 + frac / 2 ** 32 - (sent + time.time()) / 2
+    r.ok("ntp", "%s answers NTP (stratum %d), its clock %+.1f s from this PC's" % (host, reply[1], offset))
+
+
 # --- the whole visit ------------------------------------------------------------------
 def doctor(path, out=None):
     """Run the checks in order, one line each on out; return the Report."""
@@ -649,6 +688,7 @@ def doctor(path, out=None):
         except OSError as e:
             raise Fail("the MQTT v5 session that checks topics failed: %s" % e)
         report_probe(r, cfg, ident, res, login_rc)
+        check_ntp(r, cfg, nodeconfig.platform_of(path))
     except Fail as e:
         r.fail(step, str(e))
     return r

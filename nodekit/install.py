@@ -6,7 +6,8 @@ readable by Mosquitto's group only, the dashboard page (make dashboard) to
 /usr/local/share/maison-dashboard/ (nothing secret there), writes
 /etc/mosquitto/mosquitto.conf (the original is kept once as
 mosquitto.conf.orig), adds the database guard that
-runs before every start, restarts the service, then proves that an anonymous
+runs before every start, makes chrony serve time to the LAN (the nodes' NTP
+server: /etc/chrony/conf.d/maison.conf), restarts the services, then proves that an anonymous
 client is refused: a broker that cannot read its files must never fall back to
 letting everyone in.
 """
@@ -25,6 +26,21 @@ from nodekit import REPO, dashboard, kit
 GUARD = "usr/local/sbin/mosquitto-db-guard"
 PAGE = "usr/local/share/maison-dashboard"  # the dashboard page (http_dir): nothing secret, world-readable
 DROPIN = "etc/systemd/system/mosquitto.service.d/maison.conf"
+# The nodes' time server (their ntp.host defaults to the broker's host). Debian's and Raspberry
+# Pi OS's chrony.conf read this folder (`confdir /etc/chrony/conf.d`).
+CHRONY_DROPIN = "etc/chrony/conf.d/maison.conf"
+CHRONY_CONF = """# make broker-install: serve time to the nodes on the LAN (nodekit/install.py).
+# An ESP32 node checks the broker's certificate dates, and after a power cut its clock
+# reads 2000 until it gets the time from here.
+# Only private (LAN) addresses, and this host itself.
+allow 10.0.0.0/8
+allow 172.16.0.0/12
+allow 192.168.0.0/16
+allow 127.0.0.1
+allow ::1
+# Answer from our own clock when the internet (our upstream servers) is unreachable.
+local stratum 10
+"""
 SECRET = ("server.key", "passwd", "acl", "mosquitto.conf")
 
 
@@ -94,13 +110,39 @@ def install(kit_dir, root="/", restart=True):
     os.makedirs(os.path.dirname(dropin), exist_ok=True)
     _put("[Service]\n# A power cut must not leave a broker that refuses to start.\n"
          "ExecStartPre=/%s /var/lib/mosquitto/mosquitto.db\n" % GUARD, dropin, 0o644, 0, text=True)
+    chrony = install_chrony(root)
     if restart:
+        if chrony and subprocess.run(["systemctl", "restart", "chrony"]).returncode:
+            print("broker-install: `systemctl restart chrony` failed: the nodes get no time from this Pi; "
+                  "see: journalctl -u chrony -n 30", file=sys.stderr)
         for cmd in (["systemctl", "daemon-reload"], ["systemctl", "restart", "mosquitto"]):
             if subprocess.run(cmd).returncode:
                 raise InstallError("`%s` failed; see: journalctl -u mosquitto -n 30" % " ".join(cmd))
         time.sleep(1)
         probe_anonymous_refused("localhost", s["port"], os.path.join(etc, "ca.pem"), s["host"])
     return conf
+
+
+def install_chrony(root):
+    """The chrony drop-in that makes this Pi the nodes' time server; False (and what to
+    run, on stderr) when chrony is not there. Raspberry Pi OS keeps its own clock with
+    systemd-timesyncd, which serves time to nobody."""
+    main_conf = os.path.join(root, "etc/chrony/chrony.conf")
+    if not os.path.exists(main_conf):
+        print("broker-install: chrony is not installed, so the nodes get no time from this Pi (an ESP32 "
+              "node cannot check the broker's certificate after a power cut): run `sudo apt install chrony` "
+              "(it replaces systemd-timesyncd), then `make broker-install` again", file=sys.stderr)
+        return False
+    with open(main_conf) as f:
+        text = f.read()
+    if not any(line.split()[:2] in (["confdir", "/etc/chrony/conf.d"], ["include", "/etc/chrony/conf.d/*.conf"])
+               for line in text.splitlines()):
+        print("broker-install: /etc/chrony/chrony.conf does not read /etc/chrony/conf.d: add the line "
+              "`confdir /etc/chrony/conf.d` to it, then `sudo systemctl restart chrony`", file=sys.stderr)
+    dest = os.path.join(root, CHRONY_DROPIN)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    _put(CHRONY_CONF, dest, 0o644, 0, text=True)
+    return True
 
 
 def _put_page(src, dest):

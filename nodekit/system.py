@@ -11,7 +11,9 @@ import sys
 NEEDED = {"mosquitto": "mosquitto", "mosquitto_pub": "mosquitto-clients",
           "mosquitto_sub": "mosquitto-clients", "socat": "socat", "tshark": "tshark",
           # the dashboard: built with Node.js (make dashboard), tested in Chromium
-          "node": "nodejs", "npm": "npm", "chromium": "chromium"}
+          "node": "nodejs", "npm": "npm", "chromium": "chromium",
+          # a real NTP server for the clock tests (each runs its own chronyd -x on a free port)
+          "chronyd": "chrony"}
 
 
 def _has(prog):

@@ -250,7 +250,10 @@ class Node:
         self._retry_at = time.ticks_ms()
         t_next = time.ticks_ms()
         t_stats = time.ticks_add(t_next, self.cfg["stats_ms"])
-        clock_done = False
+        # NTP until it answers (the Pi may boot after us), unless nothing needs the clock or
+        # it survived the reset.
+        clock_done = not (self.cfg["ntp"] and self.cfg["mqtt"]["tls"]) or clock.is_set()
+        clock_at, clock_try = t_next, 0
         stats_ms = self.cfg["stats_ms"]
         # Fed when the loop comes round (and by the session as packets arrive): a hang
         # anywhere resets the board, while Wi-Fi or broker outages, which the loop rides
@@ -285,10 +288,15 @@ class Node:
                 time.sleep_ms(min(due, _WIFI_POLL_MS))
                 continue
             if not clock_done:
-                clock_done = True
-                if self.cfg["ntp"] and self.cfg["mqtt"]["tls"]:
-                    clock.sync(self.cfg["ntp"]["host"])
-                continue
+                if time.ticks_diff(now, clock_at) >= 0:  # one query, at most ntptime.timeout (1 s)
+                    delay = backoff_ms(clock_try, cap)
+                    clock_try += 1
+                    clock_at = time.ticks_add(time.ticks_ms(), delay)
+                    clock_done = clock.sync(self.cfg["ntp"]["host"], delay)
+                    continue
+                if clock.waiting(self.cfg["mqtt"]["tls"]):  # ESP32: no TLS without the date
+                    time.sleep_ms(min(due, time.ticks_diff(clock_at, now), _LINK_CHECK_MS))
+                    continue
             if not self.session.connected:
                 if time.ticks_diff(now, self._retry_at) < 0:
                     time.sleep_ms(min(due, time.ticks_diff(self._retry_at, now), _LINK_CHECK_MS))
