@@ -35,7 +35,8 @@ def checks(lines):
 
 
 def test_a_good_config_passes_and_the_probes_reach_nobody(broker):
-    cfg = broker.node_config()
+    # ntp=False: no NTP server on this PC's port 123 (doctor's ntp line: test_clock.py).
+    cfg = broker.node_config(ntp=False)
     w = broker.witness("maison/#", "ctrlled")
     # As the user runs it (make doctor).
     p = subprocess.run([sys.executable, "-m", "nodekit.doctor", "--config", str(cfg)], cwd=str(REPO),
@@ -122,7 +123,7 @@ def test_expired_server_certificate(broker, capsys):
 
 
 def test_server_certificate_expiring_soon_is_a_warning(broker, capsys):
-    cfg = broker.node_config()
+    cfg = broker.node_config(ntp=False)
     _reissue_server_cert(broker, 10)
     rc, lines = run(cfg, capsys)
     assert rc == 0 and lines[-1] == "doctor: all checks passed, 1 warning"
@@ -139,7 +140,7 @@ def test_wrong_password(broker, capsys):
 
 
 def test_acl_denying_the_nodes_topic(broker, capsys):
-    cfg = broker.node_config()
+    cfg = broker.node_config(ntp=False)
     acl = pathlib.Path(broker.out, "acl")
     text = acl.read_text()
     assert "topic write maison/salon/#\n" in text
@@ -162,7 +163,7 @@ def test_acl_denying_the_nodes_topic(broker, capsys):
 
 def test_keepalive_above_the_brokers_maximum(broker, capsys):
     # The kit sets max_keepalive 600.
-    rc, lines = run(broker.node_config(mqtt__keepalive=1000), capsys)
+    rc, lines = run(broker.node_config(mqtt__keepalive=1000, ntp=False), capsys)
     assert rc == 0 and lines[-1] == "doctor: all checks passed, 1 warning"
     assert line(lines, "keepalive").startswith(
         "warn  keepalive: the broker allows at most 600 s (max_keepalive) and mqtt.keepalive is 1000 s: ")
@@ -181,7 +182,7 @@ def test_broker_refusing_tls_1_2(broker, capsys):
 
 def test_client_certificates(make_broker, capsys):
     b = make_broker(client_certs=True)
-    rc, lines = run(b.node_config(), capsys)
+    rc, lines = run(b.node_config(ntp=False), capsys)
     assert rc == 0 and checks(lines) == CHECKS, "\n".join(lines)
     assert "client certificate client.der), account 'salon'" in line(lines, "config")
     rc, lines = run(b.node_config(mqtt__tls__cert=DELETE, mqtt__tls__key=DELETE), capsys)

@@ -637,7 +637,8 @@ def check_ntp(r, cfg, platform, port=123):
     host = cfg["ntp"]["host"]
     say = r.fail if platform != "esp8266" else r.warn
     why = ("after a power cut the node cannot check the broker's certificate (its clock reads 2000) "
-           "until it does" if platform != "esp8266" else "the node's clock stays unset (its TLS checks no dates)")
+           "until it does" if platform != "esp8266" else
+           "after a power cut the node's clock stays unset (reads 2000; its TLS checks no dates)")
     fix = ("on the Pi: make broker-install (it makes chrony serve time to the LAN; without chrony: "
            "sudo apt install chrony, then install again), or set ntp.host to a server that answers")
     try:
