@@ -41,3 +41,14 @@ def test_truncated_der_is_refused(tmp_path, ca):
     (tmp_path / "cut.der").write_bytes(ca[:-10])
     with pytest.raises(ValueError, match="mqtt.tls.ca: .*cut.der is not a valid certificate"):
         tls.read_der(str(tmp_path / "cut.der"), "mqtt.tls.ca", "certificate")
+
+
+def test_a_pkcs8_rsa_key_is_given_to_the_board_as_pkcs1(tmp_path, ca):
+    # The kit writes PKCS#8; axTLS (ESP8266) reads PKCS#1 only (lib/axtls ssl/asn1.c).
+    from cryptography.hazmat.primitives import serialization as s
+    for key_type in ("rsa", "ec"):
+        key = certs.new_key(key_type)
+        certs.write_key(tmp_path / "client.key", key)
+        files = tls.load({"ca": "ca.der", "cert": "ca.der", "key": "client.key"}, str(tmp_path))
+        fmt = s.PrivateFormat.TraditionalOpenSSL if key_type == "rsa" else s.PrivateFormat.PKCS8
+        assert files["key"] == key.private_bytes(s.Encoding.DER, fmt, s.NoEncryption()), key_type

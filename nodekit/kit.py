@@ -126,6 +126,9 @@ def _server_names_changed(out, s):
 
 
 # --- mosquitto.conf and ACL ---------------------------------------------------
+MAX_PACKET = 4096  # bytes: mosquitto.conf max_packet_size (see render_conf)
+
+
 def page_listener(s):
     """The port of the plain listener that serves only the dashboard page, or None.
 
@@ -161,6 +164,12 @@ def render_conf(out, s, user=None):
              "set_tcp_nodelay true",
              # Mosquitto 2.0.12+ refuses keepalive 0; the nodes use 60 s. Allow up to 10 min.
              "max_keepalive 600",
+             # No packet over 4 KB from any client (its sender is disconnected, nothing is
+             # forwarded): an ESP8266's axTLS ends its connection at a TLS record over 5,115 bytes
+             # (RT_MAX_PLAIN_LENGTH 1024 + RT_EXTRA 4096 - 5), and a forwarded PUBLISH plus TLS's
+             # IV, MAC and padding (64 bytes at most) must stay under that. Discovery configs
+             # and stats are under 1 KB.
+             "max_packet_size %d" % MAX_PACKET,
              ""]
     if user:
         lines[3:3] = ["user %s" % user]

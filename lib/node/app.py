@@ -65,7 +65,8 @@ class Node:
 
     # --- commands: ctrlled and maison/<room>/led/set -------------------------
     def on_message(self, topic, msg):
-        cmd = commands.parse(msg)
+        # msg: the payload, or only its length when the session dropped it unread (too long)
+        cmd = None if type(msg) is int else commands.parse(msg)
         if cmd is None:
             self.stats.ignored += 1
             now = time.ticks_ms()
@@ -74,7 +75,7 @@ class Node:
                 return
             self._quiet_until = time.ticks_add(now, _QUIET_MS)
             log("cmd", "ignored %d bytes on %s: expected 1/0, on/off, true/false or toggle%s",
-                len(msg), topic.decode(), " (%d more ignored)" % self._suppressed if self._suppressed else "")
+                msg if type(msg) is int else len(msg), topic.decode(), " (%d more ignored)" % self._suppressed if self._suppressed else "")
             self._suppressed = 0
             return
         self.stats.commands += 1

@@ -22,7 +22,10 @@ _CONNACK = {1: "unacceptable protocol version", 2: "client id rejected",
 _HUP = const(0x18)  # POLLHUP | POLLERR
 _PINGRESP = const(0xD0)
 _RECENT = const(8)  # QoS 1 packet ids remembered to spot a redelivery
-_LARGEST = const(131072)  # bigger messages are refused: no command is that long
+# The longest command is 6 bytes ("toggle"): a longer message is read off in chunks of
+# _PKT and dropped unallocated, so no publisher can make a node allocate its payload whole.
+_CMD_MAX = const(64)
+_TOPIC_MAX = const(128)  # ours are ctrlled and maison/<room>/led/set: a longer topic is not
 _PKT = const(96)  # a reading's PUBLISH fits: larger ones (stats) get their own buffer
 SOCKET_TIMEOUT_S = 10  # bounds connect, the TLS handshake and every wait for an answer
 
@@ -122,6 +125,15 @@ class _Client(MQTTClient):
             raise OSError("connection closed by the broker in the middle of a packet")
         return data
 
+    def _skip(self, n):
+        # Read off n bytes into the reused packet buffer, never holding them whole.
+        buf = self._pkt
+        while n > 0:
+            k = self.sock.readinto(buf, min(n, len(buf)))
+            if not k:
+                raise OSError("connection closed by the broker in the middle of a packet")
+            n -= k
+
     def _seen(self, pid):
         for p in self._recent:  # (MicroPython's array has no `in`)
             if p == pid:
@@ -181,30 +193,38 @@ class _Client(MQTTClient):
         if op & 0xF0 != 0x30:
             return op
         sz = self._recv_len()
-        if sz > _LARGEST:
-            raise OSError("malformed PUBLISH from the broker (%d bytes announced)" % sz)
         topic_len = self._read(2)
         topic_len = (topic_len[0] << 8) | topic_len[1]
         sz -= topic_len + 2
         if sz < 0:
             raise OSError("malformed PUBLISH from the broker (topic longer than the packet)")
-        topic = self._read(topic_len)
+        if op & 6 == 6:
+            raise OSError("QoS 2 PUBLISH from the broker: not subscribed at QoS 2")
+        topic = None
+        if topic_len > _TOPIC_MAX:
+            self._skip(topic_len)
+        else:
+            topic = self._read(topic_len)
         pid = 0
         if op & 6:
             pid = self._read(2)
             pid = pid[0] << 8 | pid[1]
             sz -= 2
-        msg = self._read(sz) if sz > 0 else b""
+        # Too long for a command: the app is told its length only (it counts and logs it).
+        if sz > _CMD_MAX:
+            self._skip(sz)
+            msg = sz
+        else:
+            msg = self._read(sz) if sz > 0 else b""
         if op & 6 == 2:
-            if not (op & 8 and self._seen(pid)):  # DUP and already handed on: ack only
+            if topic is not None and not (op & 8 and self._seen(pid)):  # DUP, handed on: ack only
                 self._recent[self._next] = pid
                 self._next = (self._next + 1) % _RECENT
                 self.cb(topic, msg)
+            # acknowledged even when dropped: the broker would hand it back at every reconnect
             self.sock.write(b"\x40\x02" + bytes((pid >> 8, pid & 0xFF)))
-        elif op & 6 == 0:
+        elif topic is not None:
             self.cb(topic, msg)
-        else:
-            raise OSError("QoS 2 PUBLISH from the broker: not subscribed at QoS 2")
         return op
 
 
@@ -230,6 +250,15 @@ def describe(e, host, port):
         return ("broker's certificate not trusted: not signed by the configured CA, "
                 "or '%s' not in it (%s)" % (host, text))
     errno = getattr(e, "errno", None) or (e.args[0] if e.args and type(e.args[0]) is int else None)
+    if errno == -40:
+        # axTLS (ESP8266) raises a server's fatal alert as -alert: 40 is handshake_failure,
+        # which a broker sends when it has no cipher suite the board offers.
+        return ("%s:%d refused the TLS handshake (alert 40): this board's axTLS speaks only RSA "
+                "key exchange; give the broker an RSA key (the kit's default, not KEY_TYPE=ec)" % (host, port))
+    if errno == -257:
+        return ("a TLS record from the broker over this board's 5,120-byte buffer (axTLS "
+                "RECORD_OVERFLOW): a message of about 5 KB or more was sent to it; the kit's "
+                "max_packet_size keeps such messages out")
     if errno == 111 or "refused" in low:
         return "nothing accepts connections on %s:%d (broker down or wrong port?)" % (host, port)
     if errno in (-1, 32, 104) or "reset" in low or "broken pipe" in low:
@@ -240,6 +269,9 @@ def describe(e, host, port):
         return "the answer to CONNECT was truncated or malformed: is %s:%d an MQTT broker?" % (host, port)
     if errno in (110, 116) or "timed out" in low:
         return "no answer from %s:%d within %d s" % (host, port, _sockets.timeout)
+    if errno == -256:  # axTLS's SSL_ERROR_CONN_LOST: its reads failed (timed out or closed)
+        return "the TLS handshake with %s:%d did not finish: no answer within %d s, or closed" % (
+            host, port, _sockets.timeout)
     if errno in (-2, -3, -202, -5):
         return "cannot resolve broker host name '%s'" % host
     return "connection to %s:%d failed: %s" % (host, port, text or repr(e))

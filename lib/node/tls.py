@@ -1,10 +1,15 @@
 # Certificates from the config (PEM or DER) turned into what the board's
 # ssl.wrap_socket wants: DER bytes, which both mbedTLS and axTLS accept.
-import sys
+import ssl
 from binascii import a2b_base64
 
-# MicroPython on ESP8266 uses axTLS, which cannot verify a certificate chain.
-CAN_VERIFY = sys.platform != "esp8266"
+from node.log import log
+
+# Ask the firmware's ssl rather than the chip: the ESP8266 port's (axTLS, extmod/modtls_axtls.c)
+# has no CERT_REQUIRED because it cannot verify a certificate chain; mbedTLS ports (ESP32)
+# have it, and so would an ESP8266 build made with mbedTLS.
+CAN_VERIFY = hasattr(ssl, "CERT_REQUIRED")
+_RSA_OID = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01"  # 1.2.840.113549.1.1.1
 
 
 def _der_length_ok(der):
@@ -21,6 +26,33 @@ def _der_length_ok(der):
     for b in der[2:2 + k]:
         size = size << 8 | b
     return 2 + k + size == len(der)
+
+
+def _body(der, i):
+    # Where the DER element at i has its content, and where it ends.
+    n = der[i + 1]
+    i += 2
+    if n & 0x80:
+        k = n & 0x7F
+        n = 0
+        for b in der[i:i + k]:
+            n = n << 8 | b
+        i += k
+    return i, i + n
+
+
+def rsa_pkcs1(der):
+    """A PKCS#8 RSA key (what the kit and openssl write) as the PKCS#1 key inside it:
+    axTLS reads only PKCS#1 (lib/axtls ssl/asn1.c asn1_get_private_key), mbedTLS reads both."""
+    if _RSA_OID not in der[:32]:
+        return der  # PKCS#1 already, or not RSA (axTLS then says "invalid key")
+    i, _ = _body(der, 0)            # PrivateKeyInfo SEQUENCE
+    i = _body(der, i)[1]            # version INTEGER
+    i = _body(der, i)[1]            # AlgorithmIdentifier
+    if der[i] != 0x04:              # privateKey OCTET STRING
+        return der
+    i, end = _body(der, i)
+    return der[i:end]
 
 
 def read_der(path, key, what):
@@ -49,15 +81,15 @@ def load(tls_cfg, base=""):
     files = {"ca": read_der(base + tls_cfg["ca"], "mqtt.tls.ca", "certificate")}
     if tls_cfg["cert"]:
         files["cert"] = read_der(base + tls_cfg["cert"], "mqtt.tls.cert", "certificate")
-        files["key"] = read_der(base + tls_cfg["key"], "mqtt.tls.key", "private key")
+        files["key"] = rsa_pkcs1(read_der(base + tls_cfg["key"], "mqtt.tls.key", "private key"))
     return files
 
 
 def wrap_params(files, host):
     """Keyword arguments for ssl.wrap_socket: verify the broker by CA and host name."""
-    import ssl
     p = {"server_hostname": host}
     if CAN_VERIFY:
+        log("tls", "the broker is authenticated: its certificate must be signed by the configured CA and name '%s'", host)
         p["cert_reqs"] = ssl.CERT_REQUIRED
         p["cadata"] = files["ca"]
     if "cert" in files:
