@@ -112,15 +112,15 @@ except Exception as e:
 """
 
 
-def run_board_script(tmp_path, runtime, script, chip="esp32", **env):
-    """Run `script` as main.py on a simulated board powered on with its clock unset."""
+def run_board_script(tmp_path, runtime, script, chip="esp32", cause="1", **env):
+    """Run `script` as main.py on a simulated board powered on (cause 1) with its clock unset."""
     repo = tmp_path / "repo"
     repo.mkdir(exist_ok=True)
     (repo / "boot.py").write_text("")
     (repo / "main.py").write_text(script)
     board = tmp_path / ("board-%s" % runtime)
     board.mkdir(exist_ok=True)
-    (board / "reset_cause").write_text("1")
+    (board / "reset_cause").write_text(cause)
     argv, extra = sim.node_command(runtime)
     extra["NODE_REPO"] = str(repo)
     full = dict(os.environ, SIMBOARD_DIR=str(board), SIMBOARD_PORT=chip, SIMBOARD_RTC="unset", **extra)
@@ -147,6 +147,22 @@ def test_ntptime_sets_the_board_clock_from_chrony(tmp_path, runtime, chrony, chi
     assert abs(int(m.group(1)) + TO_2000 - time.time()) < 60
     today = time.gmtime()[:3]
     assert tuple(int(x) for x in m.group(2, 3, 4)) == today == tuple(int(x) for x in m.group(5, 6, 7))
+
+
+@pytest.mark.parametrize("chip", ["esp32", "esp8266"])
+def test_the_clock_after_a_reset_is_each_ports(tmp_path, runtime, chrony, chip):
+    server = chrony()
+    setter = NTP_SCRIPT + "time.sleep(3)\n"  # this boot's uptime, which an ESP8266 loses at reset
+    run_board_script(tmp_path, runtime, setter, chip, SIMBOARD_NTP_PORT=str(server.port))
+    out = run_board_script(tmp_path, runtime, 'import time\nprint("after", time.time())\n', chip, cause="5")
+    lag = time.time() - TO_2000 - int(re.search(r"^after (\d+)$", out, re.M).group(1))
+    if chip == "esp32":
+        assert -2 < lag < 2, lag  # the RTC timer ran on through the reset
+    else:
+        assert 3 <= lag < 30, lag  # the RTC tick counter restarted at 0: behind by the last uptime
+    # A power-on loses it on both.
+    out = run_board_script(tmp_path, runtime, 'import time\nprint("after", time.gmtime()[0])\n', chip)
+    assert "after 2000" in out
 
 
 def test_ntptime_times_out_when_nothing_answers(tmp_path, runtime):
