@@ -36,7 +36,7 @@ help:
 	@echo "make deploy PORT=/dev/ttyUSB0 [CONFIG=...] [PY=1] [MIP=1]   update a board running MicroPython (what changed)"
 	@echo "make repl PORT=/dev/ttyUSB0                 the board's REPL (Ctrl-] leaves)"
 	@echo "make logs PORT=/dev/ttyUSB0 [RESET=1]       follow what the node prints (RESET=1: from its start)"
-	@echo "make vboard [VBOARD=.vboard] [HEAP=64k]     a virtual board (MicroPython VM) on VBOARD/port, for make deploy"
+	@echo "make vboard [VBOARD=.vboard] [HEAP=64k] [BOARD=esp8266]   a virtual board (MicroPython VM) on VBOARD/port, for make deploy"
 	@echo "make setup                                  system packages, virtualenv, umqtt.simple"
 	@echo "make bench [QUICK=1]                        measure latency, cadence, start-up, memory, bytes, fleet (as root)"
 
@@ -127,7 +127,7 @@ logs: $(VENV)/.installed
 
 # The MicroPython VM behind a pseudo-terminal: VBOARD/port, VBOARD/fs (its files), VBOARD/hw (pins, Wi-Fi).
 vboard: $(VENV)/.installed
-	$(VPY) -m nodekit.vboard --dir "$(or $(VBOARD),.vboard)" $(if $(HEAP),--heap $(HEAP))
+	$(VPY) -m nodekit.vboard --dir "$(or $(VBOARD),.vboard)" $(if $(HEAP),--heap $(HEAP)) $(if $(BOARD),--board $(BOARD))
 
 # One node for DURATION seconds with faults injected at random (not part of make test).
 DURATION ?= 3600

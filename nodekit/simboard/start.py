@@ -27,22 +27,6 @@ sys.path[1:1] = [""] + _root + _frozen
 sys.path.append(_lib[0])
 
 
-class _Sys:
-    """sys as the port's firmware has it: sys.platform is the chip's port
-    (MICROPY_PY_SYS_PLATFORM: "esp8266" in ports/esp8266/mpconfigport.h, "esp32" in
-    ports/esp32/mpconfigport.h for the ESP32, S3 and C3 alike); the rest is this runtime's.
-    `import sys` finds it in sys.modules before the built-in (py/builtinimport.c)."""
-
-    platform = _port.FAMILY
-
-    def __init__(self, real):
-        self._real = real
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-
-sys.modules["sys"] = _Sys(sys)
 _port.install()
 
 

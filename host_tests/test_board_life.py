@@ -1,0 +1,191 @@
+"""The node lives by each port's rules (issue "the node on the real boards"): it starts under
+the ESP8266's fixed 5 s watchdog, its safe mode is a gesture a real chip lets it see, Home
+Assistant hears of it after every boot, its long runs survive the tick counter's wrap and
+missed stats slots, and a config file by any name runs as config.json would."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nodekit import REPO, sim
+
+sys.path.insert(0, str(REPO / "lib"))
+from node import config  # noqa: E402
+
+RAW = {"room": "salon", "wifi": {"ssid": "maison"}, "mqtt": {"host": "pi", "tls": False}}
+
+
+def test_the_config_follows_the_port():
+    assert config.check(dict(RAW), "esp8266")["watchdog_ms"] == 5000
+    with pytest.raises(ValueError, match=r"config: watchdog_s: expected 5: an ESP8266's watchdog is fixed at 5 s"):
+        config.check(dict(RAW, watchdog_s=60), "esp8266")
+    assert config.check(dict(RAW, watchdog_s=60), "esp32")["watchdog_ms"] == 60000
+    # A backlog that cannot fit the board's heap is refused at load, not by a MemoryError.
+    with pytest.raises(ValueError, match=r"config: buffer: expected an integer 1\.\.250, got 1000"):
+        config.check(dict(RAW, buffer=1000), "esp8266")
+    assert config.check(dict(RAW, buffer=1000), "esp32")["buffer"] == 1000
+
+
+def test_the_node_starts_under_the_esp8266_watchdog(broker, start_node, runtime):
+    # ports/esp8266/machine_wdt.c takes 5000 ms only; the node used to ask for 60000.
+    w = broker.witness("maison/salon/valeur")
+    node = start_node(broker.node_config(period_s=0.5), runtime)
+    w.next("maison/salon/valeur")
+    w.next("maison/salon/valeur")
+    assert (node.sim.board_dir / "wdt").read_text() == "5000"
+    assert node.sim.watchdog_resets == 0 and "Traceback" not in node.log()
+
+
+def test_a_silent_broker_never_trips_the_5_s_watchdog(start_node, runtime, tmp_path):
+    """A broker that accepts TCP and never answers: each wait is bounded (2 s), the node backs
+    off and keeps its readings, and the watchdog never resets it (umqtt.simple 1.5+'s
+    connect() would block here until it did)."""
+    import socket as pysocket
+
+    from nodekit import kit
+    from nodekit.broker import free_port
+
+    srv = pysocket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    out = str(tmp_path / "kit")
+    kit.make_broker(out, host="localhost", port=free_port(), ws_port=free_port(), ws_tls=False,
+                    local_port=free_port(), bind="127.0.0.1")
+    path = kit.add_node(out, "salon", wifi_ssid="maison", wifi_password="pw", sensor="sim")
+    cfg = json.load(open(path))
+    cfg["mqtt"]["port"] = srv.getsockname()[1]
+    cfg["period_s"] = 0.5
+    json.dump(cfg, open(path, "w"))
+    try:
+        node = start_node(path, runtime)
+        # axTLS gives up its reads as a lost connection, mbedTLS as a timeout: either way, 2 s.
+        said = r"mqtt  (no answer from localhost:\d+ within 2 s|the TLS handshake with localhost:\d+ did not "
+        said += r"finish: no answer within 2 s)"
+        node.wait_log(said + r"(.|\n)*" + said, timeout=40)
+        assert node.sim.watchdog_resets == 0 and node.alive()
+        assert "kept (" in node.log()
+    finally:
+        srv.close()
+
+
+def test_safe_mode_is_a_press_after_reset_not_a_button_held_at_reset(broker, start_node, runtime):
+    cfg = broker.node_config()
+    node = start_node(cfg, runtime, board="huzzah")
+    node.wait_log(r"boot  press BOOT/FLASH \(GPIO0\) now for safe mode")
+    (node.sim.board_dir / "pin0").write_text("0")  # pressed within the second
+    node.wait_log(r"boot  safe mode: the BOOT/FLASH button was pressed after reset; node not started")
+    deadline = time.monotonic() + 10
+    while node.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert node.sim.proc.returncode == 3  # main.py returned: the REPL is free
+    # Held through a reset, GPIO0 starts the ROM bootloader: MicroPython never runs.
+    node.sim.start()
+    node.wait_log(r"GPIO0 is low at reset: the ROM bootloader waits for esptool")
+    assert node.sim.proc is None
+    (node.sim.board_dir / "pin0").write_text("1")  # released, then reset: the node starts
+    node.wait_log(r"mqtt  connected", timeout=30)
+
+
+def test_home_assistant_hears_of_the_node_after_every_boot(broker, start_node, runtime):
+    # First run without discovery: the broker keeps the node's persistent session.
+    cfg = broker.node_config(period_s=0.5)
+    node = start_node(cfg, runtime)
+    node.wait_log(r"mqtt  connected .*\(new session\)")
+    node.sim.stop()
+    conf = json.loads(cfg.read_text())
+    conf["homeassistant"] = True  # an upgrade: the same board, its session kept by the broker
+    cfg.write_text(json.dumps(conf))
+    w = broker.witness("homeassistant/#")
+    node.sim.start()
+    node.wait_log(r"mqtt  connected .*\(resumed session\)")
+    w.next("homeassistant/sensor/maison_salon/valeur/config")
+    late = broker.witness("homeassistant/#")
+    assert late.next("homeassistant/sensor/maison_salon/valeur/config")[2]  # retained
+
+
+def test_missed_stats_slots_are_skipped_not_bunched(broker, start_node, runtime):
+    w = broker.witness("maison/salon/stats")
+    node = start_node(broker.node_config(stats_s=1, period_s=0.5), runtime)
+    node.wait_log(r"mqtt  connected")
+    w.next("maison/salon/stats")
+    broker.mosq.stop()
+    node.wait_log(r"mqtt  connection lost")
+    time.sleep(6)  # six slots missed
+    n = len(w.seen)
+    broker.mosq.start()
+    node.wait_log(r"mqtt  connected(.|\n)*mqtt  connected", timeout=60)
+    time.sleep(1.5)
+    w.next("maison/salon/stats")
+    after = [m for m in w.seen[n:] if m[0] == "maison/salon/stats"]
+    # At reconnect one, then one a second: never the missed six at once.
+    times = [m[3] for m in after]
+    assert not any(b - a < 0.3 for a, b in zip(times, times[1:])), times
+
+
+def test_the_tick_counter_wraps_under_the_node(broker, start_node, runtime):
+    # A 32-bit port's ticks_ms wraps at 2**30 ms (12.4 days): start 4 s before it.
+    w = broker.witness("maison/salon/valeur", "maison/salon/stats")
+    node = start_node(broker.node_config(period_s=0.5, stats_s=2), runtime,
+                      env={"SIMBOARD_TICKS_START": str((1 << 30) - 4000)})
+    node.wait_log(r"mqtt  connected")
+    start = time.monotonic()
+    while time.monotonic() - start < 8:  # across the wrap and well after it
+        w.next("maison/salon/valeur", timeout=5)
+    node.wait_log(r"\n\s+[0-3]\.\d{3} read ", timeout=10)  # the log's clock went round too
+    stats = [json.loads(m[1]) for m in w.seen if m[0] == "maison/salon/stats"]
+    assert stats and stats[-1]["uptime_s"] < 60, stats[-1:]
+    assert "Traceback" not in node.log() and node.sim.watchdog_resets == 0
+
+
+def test_a_config_by_any_name_runs_on_the_simulated_board(broker, start_node, runtime, tmp_path):
+    salon = broker.node_config("salon", period_s=0.5)
+    folder = tmp_path / "noeuds"
+    folder.mkdir()
+    named = folder / "salon.json"
+    named.write_text(salon.read_text())
+    (folder / "ca.der").write_bytes((salon.parent / "ca.der").read_bytes())
+    # A config.json of another room beside it must not be what runs.
+    other = json.loads(salon.read_text())
+    other["room"] = "garage"
+    (folder / "config.json").write_text(json.dumps(other))
+    w = broker.witness("maison/+/valeur")
+    start_node(named, runtime)
+    assert w.next()[0] == "maison/salon/valeur"
+    assert not [m for m in w.seen if "garage" in m[0]]
+
+
+def test_make_sim_takes_a_config_by_any_name_and_a_board(broker, tmp_path):
+    named = tmp_path / "salon.json"
+    cfg = broker.node_config("salon", period_s=0.5)
+    named.write_text(cfg.read_text())
+    (tmp_path / "ca.der").write_bytes((cfg.parent / "ca.der").read_bytes())
+    w = broker.witness("maison/salon/valeur")
+    p = subprocess.Popen([sys.executable, "-m", "nodekit.sim", "--config", str(named), "--board", "esp32"],
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        w.next("maison/salon/valeur", timeout=30)
+    finally:
+        p.terminate()
+        out = p.communicate(timeout=15)[0].decode()
+    assert "a simulated esp32 (MicroPython 1.28's esp32 port)" in out, out
+
+
+def test_an_unknown_board_is_refused_in_one_line(tmp_path):
+    with pytest.raises(sim.SimError, match=r"BOARD=esp99: unknown board \(profiles: esp8266, huzzah"):
+        sim.board_chip("esp99")
+
+
+def test_doctor_and_flash_take_a_config_by_any_name(broker, tmp_path):
+    named = tmp_path / "salon.json"
+    cfg = broker.node_config("salon")
+    named.write_text(cfg.read_text())
+    (tmp_path / "ca.der").write_bytes((cfg.parent / "ca.der").read_bytes())
+    r = subprocess.run([sys.executable, "-m", "nodekit.doctor", "--config", str(named)], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert "config" in r.stdout and "cannot read" not in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "nodekit.flash", "flash", "--board", "huzzah", "--port",
+                        str(tmp_path / "ttyUSB0"), "--config", str(named), "--dry-run"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert "config" not in (r.stderr + r.stdout).lower() or "salon.json" in r.stdout + r.stderr, r.stdout + r.stderr
