@@ -31,3 +31,7 @@ def ticks_add(ticks, delta):
 
 def ticks_diff(end, start):
     return ((end - start + _HALF) & _MASK) - _HALF
+
+# The clock (time, time_ns, gmtime, localtime): the board's RTC in the port's epoch, 2000
+# (_rtc.py), here too so that a VM started without start.py (make vboard) reads the same clock.
+from _rtc import gmtime, localtime, mktime, time, time_ns  # noqa: E402,F401
