@@ -519,7 +519,7 @@ def _readings_and_capture(broker, start_node, tmp_path, port, **changes):
     pcap = tmp_path / "lo.pcapng"
     with capture(port, pcap):
         node = start_node(cfg, "cpython")
-        client_id = node.wait_log(r"connected to localhost:\d+ as (salon-[0-9a-f]{12})").group(1)
+        client_id = node.wait_log(r"connected to localhost:\d+ as (salon-[0-9a-f]{8,12})").group(1)
         readings = [w.next("maison/salon/valeur")[1] for _ in range(3)]
         time.sleep(0.3)  # the last packets reach the file
     with open(pcap, "rb") as f:

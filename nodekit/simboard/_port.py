@@ -27,6 +27,7 @@ def install():
     _rtc.install()
     _install_socket()
     _install_ssl()
+    _install_cpython_socket()
 
 
 class _Sys:
@@ -49,6 +50,18 @@ def _install_sys():
 
     if not isinstance(sys, _Sys):
         sys.modules["sys"] = _Sys(sys)
+
+
+def _install_cpython_socket():
+    # umqtt.simple 1.6+ does `import socket` and calls read()/write(), which CPython's
+    # sockets lack: in this process, which runs only the board's code, the board's socket is
+    # MicroPython's (nodekit/compat/usocket.py). Last, once the stdlib has its own.
+    import sys
+
+    if sys.implementation.name == "cpython":
+        import usocket
+
+        sys.modules["socket"] = usocket
 
 
 def _install_cpython_ssl():
