@@ -329,8 +329,8 @@ def enter_safe_mode(board, attempts=3):
             code += ("f = open('main.py.part', 'wb')\nf.write(%r)\nf.close()\n"
                      "import os\nos.rename('main.py.part', 'main.py')\n" % main)
         board.reset(code)
-    raise DeployError("%s: the board keeps starting the node despite SAFEMODE; hold BOOT/FLASH while pressing "
-                      "reset, then deploy again" % board.name)
+    raise DeployError("%s: the board keeps starting the node despite SAFEMODE; press reset, then "
+                      "BOOT/FLASH within a second (safe mode), then deploy again" % board.name)
 
 
 def stale(board, image, mip):
