@@ -57,11 +57,6 @@ def test_esp8266_ssl_has_the_ports_names_and_nothing_more(tmp_path, runtime):
     ]
 
 
-def test_esp32_ssl_verifies(tmp_path, runtime):
-    out = on_board(tmp_path, runtime, "esp32", "import ssl\nprint(ssl.CERT_REQUIRED)\n")
-    assert out.split() == ["2"]
-
-
 def test_esp8266_connects_to_an_rsa_broker_and_says_it_is_not_authenticated(broker, start_node, runtime):
     w = broker.witness("maison/salon/valeur")
     node = start_node(broker.node_config(period_s=0.5), runtime, board="esp8266")

@@ -116,9 +116,12 @@ class _Wire(_Base):
             return -5
 
     def ioctl(self, req, arg):
-        if req == 4:  # MP_STREAM_CLOSE
-            self.s.close()
+        if req == 4:  # MP_STREAM_CLOSE: how the VM's tls closes the socket under it
+            self.close()
         return 0
+
+    def close(self):
+        self.s.close()
 
     def setblocking(self, flag):
         self.s.setblocking(flag)
