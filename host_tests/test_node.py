@@ -18,9 +18,15 @@ def wait_for(predicate, timeout=10.0, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
-def test_readings_arrive(broker, start_node, runtime):
+@pytest.fixture(params=["esp8266", "esp32"])
+def board(request):
+    """The two ports' profiles, for the node's core stories (the rest default to the ESP8266)."""
+    return request.param
+
+
+def test_readings_arrive(broker, start_node, runtime, board):
     w = broker.witness("maison/+/valeur", "maison/salon/status")
-    node = start_node(broker.node_config(period_s=0.5), runtime)
+    node = start_node(broker.node_config(period_s=0.5), runtime, board=board)
     values = [float(w.next("maison/salon/valeur")[1]) for _ in range(3)]
     assert all(15 < v < 30 for v in values), values  # the sim sensor: a room temperature
     assert w.next("maison/salon/status", where=lambda m: m[1] == b"online")
@@ -29,9 +35,9 @@ def test_readings_arrive(broker, start_node, runtime):
 
 
 @pytest.mark.parametrize("topic", ["ctrlled", "maison/salon/led/set"])
-def test_commands_drive_the_led(broker, start_node, runtime, topic):
+def test_commands_drive_the_led(broker, start_node, runtime, topic, board):
     w = broker.witness("maison/salon/led")
-    node = start_node(broker.node_config(period_s=60), runtime)
+    node = start_node(broker.node_config(period_s=60), runtime, board=board)
     # Once per connect, the node publishes its LED state, retained: off at power-on.
     assert w.next("maison/salon/led")[1] == b"0"
     assert node.led_on() is False
