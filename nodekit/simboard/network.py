@@ -12,6 +12,11 @@
 #   access point starts off; after connect() the driver rejoins by itself whenever the link
 #   drops, and connect() while it is still trying raises OSError("Wifi Internal Error")
 #   (ESP_ERR_WIFI_CONN, "sta is connecting, return error": micropython#17661).
+#
+# A test can make a call fail as the port's does when the radio misbehaves: the file
+# $SIMBOARD_DIR/wifi_error names the calls (active, connect, disconnect) that raise, while it
+# is there, the OSError the port raises for them (status() and isconnected() never raise
+# on either port: they read state).
 import json
 import os
 import time
@@ -58,6 +63,24 @@ def _ap():
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+# The OSError each call raises when its SDK/IDF call fails: esp8266/network_wlan.c
+# error_check() texts; esp32/network_common.c esp_exceptions() texts (connect: ESP_ERR_WIFI_CONN,
+# micropython#17661; active: esp_wifi_start()'s ESP_ERR_NO_MEM; disconnect: ESP_ERR_WIFI_NOT_STARTED).
+_FAULTS = ({"active": "Cannot update i/f status", "connect": "Cannot connect to AP",
+            "disconnect": "Cannot disconnect from AP"} if _ESP8266 else
+           {"active": "WiFi Out of Memory", "connect": "Wifi Internal Error", "disconnect": "Wifi Not Started"})
+
+
+def _fault(call):
+    try:
+        with open(_DIR + "/wifi_error") as f:
+            failing = f.read().split()
+    except OSError:
+        return
+    if call in failing:
+        raise OSError(_FAULTS[call])
 
 
 def _read_opmode():
@@ -161,6 +184,7 @@ class WLAN:
             if not _ESP8266 and not r.started:
                 return False
             return bool(r.mode & bit)
+        _fault("active")
         mode = (r.mode | bit) if is_active else (r.mode & ~bit)
         if not _ESP8266:
             # network_wlan_active(): esp_wifi_set_mode() + esp_wifi_start(), or esp_wifi_stop().
@@ -174,6 +198,7 @@ class WLAN:
 
     def connect(self, ssid=None, key=None, bssid=None):
         r = _radio
+        _fault("connect")
         if _ESP8266:
             self._require_sta()
             # The SDK's wifi_station_connect() fails outside station mode:
@@ -199,6 +224,7 @@ class WLAN:
 
     def disconnect(self):
         r = _radio
+        _fault("disconnect")
         if _ESP8266:
             self._require_sta()
             if not r.mode & 1:
