@@ -167,6 +167,8 @@ class ADC:
     def __init__(self, pin, atten=None):
         if _port.ESP8266:
             # ports/esp8266/machine_adc.c: a channel number, 0 or 1 (mp_obj_get_int: a Pin is a TypeError).
+            if atten is not None:
+                raise TypeError("function doesn't take keyword arguments")  # exactly one argument
             if type(pin) is not int:
                 raise TypeError("can't convert %s to int" % type(pin).__name__)
             if pin not in _ADCS:
