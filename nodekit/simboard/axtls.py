@@ -87,7 +87,8 @@ class _Wire(_Base):
             h = self.hdr
             size = h[3] << 8 | h[4]
             if size > _RECORD_MAX:
-                # ssl/tls1.c basic_read(): printf, then SSL_ERROR_RECORD_OVERFLOW
+                # ssl/tls1.c basic_read(): printf (to the console: shared/libc/printf.c), then
+                # SSL_ERROR_RECORD_OVERFLOW
                 print("TLS buffer overflow, record size: %u (+5)" % size)
                 self.err = _OVERFLOW
                 return -5
