@@ -9,8 +9,12 @@ from ssl import SSLWantReadError as _WANT_READ
 
 AF_INET = _socket.AF_INET
 SOCK_STREAM = _socket.SOCK_STREAM
+SOCK_DGRAM = _socket.SOCK_DGRAM
 SOL_SOCKET = _socket.SOL_SOCKET
 SO_REUSEADDR = _socket.SO_REUSEADDR
+IPPROTO_TCP = _socket.IPPROTO_TCP
+IPPROTO_UDP = _socket.IPPROTO_UDP
+TCP_NODELAY = _socket.TCP_NODELAY
 
 
 def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
@@ -18,12 +22,32 @@ def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
     return _socket.getaddrinfo(host, port, _socket.AF_INET, _socket.SOCK_STREAM)
 
 
+ETIMEDOUT = 110
+
+
+def _timed(fn):
+    """A call that raises what a board's socket raises when its timeout runs out:
+    OSError(ETIMEDOUT) (extmod/modlwip.c, ports/esp32/modsocket.c), where CPython's
+    raises TimeoutError."""
+    def call(*args):
+        try:
+            return fn(*args)
+        except _socket.timeout:
+            raise OSError(ETIMEDOUT, "ETIMEDOUT") from None
+    return call
+
+
 class Stream:
     def __init__(self, sock):
         self._s = sock
 
     def connect(self, addr):
-        self._s.connect(addr)
+        _timed(self._s.connect)(addr)
+
+    def __getattr__(self, name):
+        # The rest (sendto, recvfrom, bind, setsockopt...) as a MicroPython socket has them.
+        attr = getattr(self._s, name)
+        return _timed(attr) if callable(attr) else attr
 
     def setblocking(self, flag):
         self._s.setblocking(flag)
@@ -48,7 +72,7 @@ class Stream:
         buf = bytearray()
         while len(buf) < n:
             try:
-                b = self._s.recv(n - len(buf))
+                b = _timed(self._s.recv)(n - len(buf))
             except (BlockingIOError, _WANT_READ):
                 # Non-blocking: what is there, or None when nothing is.
                 return bytes(buf) if buf else None
@@ -74,7 +98,7 @@ class Stream:
     send = write
 
     def recv(self, n):
-        return self._s.recv(n)
+        return _timed(self._s.recv)(n)
 
     def close(self):
         self._s.close()
