@@ -102,7 +102,7 @@ def test_garbage_burst_is_ignored_quietly(broker, start_node, runtime):
     w = broker.witness("maison/salon/led", "maison/salon/stats")
     node = start_node(broker.node_config(period_s=60, stats_s=1), runtime)
     w.next("maison/salon/led")
-    payloads = [b"", b"\x00\xff" * 10, b"\xc3\x28", b"x" * 65536, b"allume la lumiere"] + [b"n%d" % i for i in range(2000)]
+    payloads = [b"", b"\x00\xff" * 10, b"\xc3\x28", b"x" * 4000, b"allume la lumiere"] + [b"n%d" % i for i in range(2000)]
     for p in payloads:
         w.c.publish("ctrlled", p, qos=0)
     w.publish("ctrlled", b"1")
@@ -226,7 +226,7 @@ def test_memory_errors_are_survived_and_a_run_of_them_resets(broker, start_node,
     node.wait_log(r"read  7 -> maison/salon/valeur")
     assert node.sim.resets == 0  # one is survived
     adc.write_text("memory")
-    node.wait_log(r"boot  out of memory 5 times in a row: resetting")
+    node.wait_log(r"boot  out of memory 5 times in a row \(.*\): resetting")
     adc.write_text("8")
     node.wait_log(r"reset cause: soft")
     assert node.sim.resets == 1
