@@ -262,10 +262,8 @@ class Node:
         while True:
             watchdog.feed()
             now = time.ticks_ms()
-            late = time.ticks_diff(now, t_stats)
-            if self.session.connected and late >= 0:
-                # Next slot on its grid: slots missed while offline are skipped, not bunched.
-                t_stats = time.ticks_add(t_stats, stats_ms * (1 + late // stats_ms))
+            if self.session.connected and time.ticks_diff(now, t_stats) >= 0:
+                t_stats = _next_slot(t_stats, stats_ms, now)
                 try:
                     self.publish_stats()
                 except Exception as e:
@@ -274,8 +272,7 @@ class Node:
             due = time.ticks_diff(t_next, now)
             if due <= 0:
                 self.take_reading()
-                # Next slot on the grid t0 + k*period; slots missed in a stall are skipped.
-                t_next = time.ticks_add(t_next, period * (1 + (-due) // period))
+                t_next = _next_slot(t_next, period, now)
                 if self.session.connected:
                     try:
                         self.deliver()
@@ -302,7 +299,11 @@ class Node:
                 if time.ticks_diff(now, self._retry_at) < 0:
                     time.sleep_ms(min(due, time.ticks_diff(self._retry_at, now), _LINK_CHECK_MS))
                     continue
-                if not self.try_connect():
+                if self.try_connect():
+                    now = time.ticks_ms()
+                    if time.ticks_diff(now, t_stats) >= 0:  # the stats sent on connecting fill that slot
+                        t_stats = _next_slot(t_stats, stats_ms, now)
+                else:
                     delay = backoff_ms(self._attempt, cap)
                     self._attempt += 1
                     self._retry_at = time.ticks_add(time.ticks_ms(), delay)
@@ -313,6 +314,11 @@ class Node:
             except Exception as e:
                 self._lost(e)
 
+
+def _next_slot(t, every, now):
+    """The first slot after now on the grid t + k*every: slots missed while the board was
+    stalled or offline are skipped, not bunched."""
+    return time.ticks_add(t, every * (1 + time.ticks_diff(now, t) // every))
 
 
 def safe_mode():
