@@ -19,7 +19,9 @@ if m["tls"]:
 
         sys.modules["ussl"] = ussl  # umqtt.simple 1.3.4 imports ussl, gone since MicroPython 1.22
     with open(m["tls"]["ca"], "rb") as f:
-        params = {"server_hostname": m["host"], "cert_reqs": ussl.CERT_REQUIRED, "cadata": f.read()}
+        params = {"server_hostname": m["host"]}
+        if hasattr(ussl, "CERT_REQUIRED"):  # an ESP8266's axTLS cannot verify: it has none
+            params.update(cert_reqs=ussl.CERT_REQUIRED, cadata=f.read())
 client = MQTTClient("bare-" + cfg["room"], m["host"], m["port"], m.get("user"), m.get("password"),
                     keepalive=60, ssl=bool(m["tls"]), ssl_params=params)
 topic = ("maison/%s/valeur" % cfg["room"]).encode()

