@@ -32,7 +32,7 @@ def run(duration, runtime, seed=None, period=0.5, out=sys.stdout):
                         local_port=broker.free_port(), bind="127.0.0.1")
     cfg_path = kit.add_node(kdir, "salon", wifi_ssid="maison", wifi_password="pw", sensor="sim")
     cfg = json.loads(open(cfg_path).read())
-    cfg.update(period_s=period, payload="json", stats_s=5, backoff_max_s=4, buffer=600)
+    cfg.update(period_s=period, payload="json", stats_s=5, backoff_max_s=4, buffer=250)  # an ESP8266's most
     cfg["mqtt"]["keepalive"] = 4
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
