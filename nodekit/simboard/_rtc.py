@@ -195,7 +195,8 @@ def install():
 
     def board_import(name, globals=None, locals=None, fromlist=(), level=0):
         if name == "time" and level == 0 and is_board(globals):
-            return board
+            mod = sys.modules.get("time")
+            return board if mod is real else mod  # a board-side stand-in put there (tests) wins
         return real_import(name, globals, locals, fromlist, level)
 
     builtins.__import__ = board_import
