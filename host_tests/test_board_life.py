@@ -209,3 +209,33 @@ def test_make_deploy_takes_a_config_by_any_name(broker, tmp_path):
         w.next("maison/salon/valeur", timeout=30)
     finally:
         board.stop()
+
+
+_HANDSHAKE_WITHOUT_MEMORY = """
+from node import app, config
+
+node = app.Node(config.load("config.json"))
+
+
+def no_memory():  # as a TLS handshake that never gets its memory
+    raise MemoryError("memory allocation failed, allocating 5125 bytes")
+
+
+node.session.connect = no_memory
+for _ in range(10):
+    node.take_reading()  # readings still succeed in between
+    node.try_connect()
+print("never reset")
+"""
+
+
+def test_a_handshake_that_never_gets_its_memory_ends_in_a_reset(broker, start_node, runtime, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "lib").symlink_to(REPO / "lib")
+    (repo / "boot.py").write_text("")
+    (repo / "main.py").write_text(_HANDSHAKE_WITHOUT_MEMORY)
+    node = start_node(broker.node_config(), runtime, env={"NODE_REPO": str(repo)})
+    node.wait_log(r"boot  out of memory 5 times in a row \(memory allocation failed, allocating 5125 bytes\): "
+                  r"resetting")
+    assert "never reset" not in node.log()
