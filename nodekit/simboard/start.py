@@ -4,8 +4,9 @@
 # CPython through nodekit.cpython_board. The board's filesystem is the current
 # folder (config.json and the certificate files); the code comes from the repo.
 #
-# The import order is the port's: sys.path = ['', '.frozen', '/lib'] (ports/esp8266 and
-# ports/esp32 modules/_boot.py leave py/runtime.c's default; MICROPY_PY_SYS_PATH_DEFAULT),
+# The import order is the port's: sys.path = ['', '.frozen', '/lib'] (py/runtime.c mp_init()
+# makes ['', '.frozen'], then ports/esp32/main.c appends '/lib', ports/esp8266/main.c '/lib'
+# and '/', the same folder as '' there),
 # so a module the firmware freezes shadows the same name in /lib, and only a file at the
 # filesystem root wins over it. Here: the hardware stand-ins first (built-ins on a board),
 # then '' (the board's root: this folder, and NODE_PATH, where `make deploy` puts
