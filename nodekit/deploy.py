@@ -12,10 +12,19 @@ the board differs, each to a temporary name, checked, then renamed into place,
 removes stale modules, checks every file again, removes SAFEMODE and resets.
 A deploy cut off half-way leaves SAFEMODE: the board boots to its REPL without the
 node, never into a half-updated lib/. Run it again to finish.
+
+On a board whose firmware has a ROM partition (vfs.rom_ioctl: the ESP8266's FLASH_2M_ROMFS
+image) the modules go into a ROMFS image instead (/rom/lib/node, /rom/umqtt), written with
+`mpremote romfs deploy` only if the partition holds another one, then checked: .mpy files
+there run in place from flash, their bytecode and constants take no heap. config.json, the
+certificates and the LED state stay in the writable filesystem; the modules' copies in it
+are removed (they would take flash, and /umqtt would shadow the ROM's).
 """
 import argparse
 import ast
+import contextlib
 import hashlib
+import io
 import os
 import pathlib
 import shutil
@@ -35,6 +44,7 @@ PART = ".part"  # a file being copied; renamed into place once its hash matches
 # node would run a version its tests never ran. lib/umqtt is an older deploy's copy.
 MANAGED_DIRS = ("lib/node", "umqtt", "lib/umqtt")
 CHUNK = 512
+ROMFS = ".romfs"  # the ROMFS image is staged beside the files' folder: OUT.romfs
 BOOT_S = 20  # how long a board may take to come back after a reset
 
 
@@ -68,8 +78,33 @@ def check_config(path):
     return cfg, names
 
 
-def stage(out, config, mpy_cross=None, mpy_flags=(), source=False, mip=False):
-    """Write the board's image into OUT (its layout is the board's); return {board path: local path}."""
+def romfs_image(out_path, mpy_cross=None, mpy_flags=(), mip=False):
+    """The node's ROMFS image: lib/ and umqtt.simple compiled to .mpy, laid out as the board's
+    sys.path finds them (/rom/lib/node, /rom/umqtt: boot.py puts '/rom' ahead of '.frozen'),
+    built by mpremote's own romfs builder into out_path. Returns out_path."""
+    from mpremote.romfs import make_romfs
+
+    out_path = pathlib.Path(out_path)
+    tree = out_path.with_name(out_path.name + ".d")
+    if tree.exists():
+        shutil.rmtree(tree)
+    try:
+        build.build(tree / "lib", mpy_cross=mpy_cross, flags=mpy_flags)
+    except build.BuildError as e:
+        raise DeployError("build: %s" % e)
+    shutil.move(str(tree / "lib" / "umqtt"), str(tree / "umqtt"))
+    if mip:
+        shutil.rmtree(tree / "umqtt")  # mip installs it in the filesystem instead
+    with contextlib.redirect_stdout(io.StringIO()):  # its file tree, printed
+        data = make_romfs(str(tree), mpy_cross=False)  # already compiled, for the board's .mpy version
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(data)
+    return out_path
+
+
+def stage(out, config, mpy_cross=None, mpy_flags=(), source=False, mip=False, rom=False):
+    """Write the board's image into OUT (its layout is the board's); return {board path: local path}.
+    rom: the modules go into the ROMFS image (romfs_image()), so OUT holds only the files."""
     out = pathlib.Path(out)
     if out.exists():
         shutil.rmtree(out)
@@ -80,7 +115,9 @@ def stage(out, config, mpy_cross=None, mpy_flags=(), source=False, mip=False):
         shutil.copyfile(REPO / name, out / name)
         image[name] = out / name
     lib = out / "lib"
-    if source:
+    if rom:
+        pass
+    elif source:
         for src, rel in build.sources():
             dest = lib / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -90,12 +127,13 @@ def stage(out, config, mpy_cross=None, mpy_flags=(), source=False, mip=False):
             build.build(lib, mpy_cross=mpy_cross, flags=mpy_flags)
         except build.BuildError as e:
             raise DeployError("build: %s" % e)
-    shutil.move(str(lib / "umqtt"), str(out / "umqtt"))  # where it wins over the frozen copy
-    if mip:
-        shutil.rmtree(out / "umqtt")  # mip installs it on the board instead
-    for p in sorted(list(lib.rglob("*")) + list((out / "umqtt").rglob("*"))):
-        if p.is_file():
-            image[p.relative_to(out).as_posix()] = p
+    if not rom:
+        shutil.move(str(lib / "umqtt"), str(out / "umqtt"))  # where it wins over the frozen copy
+        if mip:
+            shutil.rmtree(out / "umqtt")  # mip installs it on the board instead
+        for p in sorted(list(lib.rglob("*")) + list((out / "umqtt").rglob("*"))):
+            if p.is_file():
+                image[p.relative_to(out).as_posix()] = p
     shutil.copyfile(config, out / "config.json")
     image["config.json"] = out / "config.json"
     base = pathlib.Path(config).parent
@@ -310,6 +348,36 @@ class Board:
         if paths:
             self.exec("import os\nfor p in %r:\n try:\n  os.remove(p)\n except OSError:\n  pass\n" % list(paths))
 
+    def rmdirs(self, paths):
+        """Remove these folders if empty (each takes flash blocks of its own)."""
+        self.exec("import os\nfor p in %r:\n try:\n  os.rmdir(p)\n except OSError:\n  pass\n" % list(paths))
+
+    # The ROM partition, as mpremote's romfs commands reach it (vfs.rom_ioctl: extmod/vfs.h).
+    _ROM_DEV = ("import vfs\ndev = vfs.rom_ioctl(2, 0) if hasattr(vfs, 'rom_ioctl') and vfs.rom_ioctl(1) > 0 "
+                "else None\nif isinstance(dev, int):\n dev = None\n")
+
+    def rom_size(self):
+        """Bytes of the board's ROM partition 0, or None: its firmware has none."""
+        return self.eval_code(self._ROM_DEV + "print(repr(None if dev is None else dev.ioctl(4, 0) * "
+                                                 "dev.ioctl(5, 0) if hasattr(dev, 'ioctl') else len(dev)))")
+
+    def rom_hash(self, n):
+        """sha256 of the partition's first n bytes, read in place."""
+        return self.eval_code(self._ROM_DEV + "import hashlib, binascii\n"
+                                              "print(repr(binascii.hexlify(hashlib.sha256(memoryview(dev)[:%d])"
+                                              ".digest()).decode()))" % n)
+
+    def rom_erase(self):
+        """If the partition holds a ROMFS image, erase its first sector (no header: nothing is
+        mounted at the next reset, so files in /lib are what runs). True if it held one."""
+        return self.eval_code(self._ROM_DEV + "held = bytes(memoryview(dev)[:3]) == b'\\xd2\\xcd\\x31'\n"
+                              "if held:\n try:\n  vfs.umount('/rom')\n except OSError:\n  pass\n"
+                              " dev.ioctl(6, 0) if hasattr(dev, 'ioctl') else vfs.rom_ioctl(3, 0, 4096)\n"
+                              "print(repr(held))")
+
+    def eval_code(self, code):
+        return ast.literal_eval(self.exec(code).strip())
+
 
 # --- commands -------------------------------------------------------------------
 def enter_safe_mode(board, attempts=3):
@@ -362,6 +430,19 @@ def mip_install(port, board):
                           "SAFEMODE stays, run make deploy again")
 
 
+def romfs_deploy(board, path):
+    """Write the ROMFS image with `mpremote romfs deploy` (erase, write in chunks), on the port
+    this deploy holds (closed meanwhile)."""
+    board.close()
+    cmd = [sys.executable, "-m", "mpremote", "connect", board.port, "resume", "romfs", "deploy", str(path)]
+    print("deploy: $ mpremote connect %s resume romfs deploy %s" % (board.name, _show(path)), flush=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    board.connect()
+    if r.returncode or "ROMFS image deployed" not in r.stdout:
+        why = ((r.stderr or r.stdout).strip().splitlines() or ["no output"])[-1]
+        raise DeployError("romfs: mpremote romfs deploy failed (%s); SAFEMODE stays, run make deploy again" % why)
+
+
 def deploy(port, config="config.json", out=None, source=False, mip=False):
     check_config(config)  # before the board is touched
     board = Board(port)
@@ -378,20 +459,51 @@ def deploy(port, config="config.json", out=None, source=False, mip=False):
             tool, flags, said = find_mpy_cross(want, version)
             print("deploy: compiling lib/ to .mpy v%d.%d with %s" % (want + (_show(said),)), flush=True)
         out = pathlib.Path(out or REPO / "build" / "deploy")
-        image = stage(out, config, tool, flags, source, mip)
+        rom = board.rom_size()
+        to_rom = rom is not None and not source  # .py sources would be compiled in RAM at import anyway
+        image = stage(out, config, tool, flags, source, mip, rom=to_rom)
+        if to_rom:
+            romfs = romfs_image(out.with_name(out.name + ROMFS), tool, flags, mip)
+            rom_data = romfs.read_bytes()
+            if len(rom_data) > rom:
+                raise DeployError("romfs: the node's image is %d bytes, the board's ROM partition %d; SAFEMODE "
+                                  "stays" % (len(rom_data), rom))
         before = board.hashes(list(image))
         changed = [p for p in image if before.get(p) != sha256(image[p])]
         for p in changed:
             data = image[p].read_bytes()
             board.write(p, data)
             print("deploy: copied %s (%d bytes)" % (p, len(data)), flush=True)
+        rom_written = False
+        if to_rom:
+            want = hashlib.sha256(rom_data).hexdigest()
+            if board.rom_hash(len(rom_data)) != want:
+                romfs_deploy(board, romfs)
+                got = board.rom_hash(len(rom_data))
+                if got != want:
+                    raise DeployError("verify: the ROM partition differs from %s after writing (sha256 %s); "
+                                      "SAFEMODE stays, run make deploy again" % (_show(romfs), got))
+                rom_written = True
+                print("deploy: ROMFS image written to the ROM partition (%d of %d bytes), checked (sha256)"
+                      % (len(rom_data), rom), flush=True)
+            else:
+                print("deploy: ROMFS image unchanged (%d bytes in the ROM partition)" % len(rom_data), flush=True)
+        elif rom is not None and board.rom_erase():
+            rom_written = True  # its /rom/lib/node would come before /lib/node
+            print("deploy: ROM partition erased: its modules would shadow the files in /lib", flush=True)
         old = stale(board, image, mip)
         board.remove(old)
         for p in old:
             print("deploy: removed %s" % p, flush=True)
+        if to_rom:
+            board.rmdirs(("lib/node", "lib/umqtt", "umqtt", "lib"))  # if empty
         if mip:
             board.remove(["umqtt/simple.py"])
             mip_install(port, board)
+        elif to_rom:
+            print("deploy: umqtt.simple %s in /rom/umqtt, which boot.py moves ahead of any frozen in the firmware "
+                  "(sys.path: '', /rom, .frozen, /rom/lib, /lib): the node runs the version its tests ran"
+                  % UMQTT["version"], flush=True)
         else:
             print("deploy: umqtt.simple %s in /umqtt, ahead of any frozen in the firmware (sys.path: '', "
                   ".frozen, /lib): the node runs the version its tests ran" % UMQTT["version"], flush=True)
@@ -400,11 +512,12 @@ def deploy(port, config="config.json", out=None, source=False, mip=False):
         if wrong:
             raise DeployError("verify: %s differ on the board after copying; SAFEMODE stays, run make deploy "
                               "again" % ", ".join(wrong))
-        if changed or old:
-            print("deploy: %d files copied, %d removed, %d unchanged; all %d checked (sha256) against %s"
-                  % (len(changed), len(old), len(image) - len(changed), len(image), _show(out)))
+        held = " and the ROMFS image" if to_rom else ""
+        if changed or old or rom_written:
+            print("deploy: %d files copied, %d removed, %d unchanged; all %d%s checked (sha256) against %s"
+                  % (len(changed), len(old), len(image) - len(changed), len(image), held, _show(out)))
         else:
-            print("deploy: nothing changed (%d files already on the board)" % len(image))
+            print("deploy: nothing changed (%d files%s already on the board)" % (len(image), held))
         board.reset("import os\nos.remove(%r)\n" % SAFEMODE)
         print("deploy: SAFEMODE removed, board reset: the node starts (make logs PORT=%s)" % port, flush=True)
         return 0

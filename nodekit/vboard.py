@@ -11,7 +11,8 @@ again; a watchdog armed by the node and not fed resets it, as the chip's timer d
 
 Layout of --dir D: D/fs is the board's filesystem (the VM's current folder:
 boot.py, main.py, lib/, config.json), D/hw the simulated hardware's state
-(pin2, adc0, ap.json, unique_id, wdt: see nodekit/simboard), D/console.log
+(pin2, adc0, ap.json, unique_id, wdt: see nodekit/simboard; rom: the ROM partition of a
+board whose firmware has one, as the ESP8266's FLASH_2M_ROMFS image), D/console.log
 everything the board printed. Signals: SIGHUP presses the reset button,
 SIGTERM/SIGINT unplug it (the VM stops, the port goes away).
 """
@@ -57,6 +58,28 @@ _vboard_run("boot.py")
 _vboard_run("main.py")
 del _vboard_run
 """
+# A firmware with a ROM partition mounts it before boot.py (py/runtime.c mp_init()), and
+# gives vfs.rom_ioctl, which mpremote's `romfs query/deploy` drive (nodekit/simboard/_rom.py).
+ROM_ON = """\
+import _rom
+_rom._install(%r, %d, "lib")
+del _rom
+"""
+
+
+def rom_size(board):
+    """The size of the ROM partition the board profile's (or chip's) image has, else None."""
+    with open(REPO / "firmware" / "boards.json") as f:
+        manifest = json.load(f)
+    prof = manifest["boards"].get(board)
+    image = manifest["images"].get(prof["image"] if prof else board) or {}
+    return image.get("romfs")
+
+
+def _bytes(size):
+    """'64k' / '1m' / '65536' (micropython -X heapsize) -> bytes."""
+    s = str(size).lower()
+    return int(s[:-1]) * {"k": 1024, "m": 1024 * 1024}[s[-1]] if s[-1] in "km" else int(s)
 
 
 class VBoardError(Exception):
@@ -85,6 +108,7 @@ class VBoard:
         self.console = self.root / "console.log"
         self.heap = heap
         self.chip = sim.board_chip(board)  # the port the simulated hardware and firmware copy
+        self.rom = rom_size(board)  # bytes of ROM partition (ESP8266 FLASH_2M_ROMFS: 320 KB), or None
         # More frozen stand-ins (tests: the firmware's own umqtt.simple), as in make sim.
         self.frozen = [str(p) for p in frozen] + [p for p in os.getenv("SIMBOARD_FROZEN", "").split(":") if p]
         self.mp = micropython or sim.micropython_path()
@@ -129,6 +153,9 @@ class VBoard:
         uid = self.hw / "unique_id"
         if not uid.exists():
             uid.write_text(os.urandom(6).hex())
+        rom = self.hw / "rom"
+        if self.rom and not (rom.exists() and rom.stat().st_size == self.rom):
+            rom.write_bytes(b"\xff" * self.rom)  # erased flash: no ROMFS, nothing mounted
 
     def power_on(self, cause=PWRON_RESET):
         self._prepare_hw()
@@ -139,8 +166,14 @@ class VBoard:
         self.vm_master, slave = pty.openpty()
         os.set_blocking(self.vm_master, False)  # a VM busy running the node reads nothing
         _console_mode(slave)
-        argv = [self.mp] + (["-X", "heapsize=%s" % self.heap] if self.heap else []) + ["-i", "-c", POWER_ON]
-        # A board's sys.path is ['', '.frozen', '/lib'] (nodekit/simboard/start.py says why);
+        code, heap = POWER_ON, self.heap
+        if self.rom:
+            code = ROM_ON % (str(self.hw / "rom"), self.rom) + code
+            if heap:  # the chip maps its flash; here the partition's bytes sit in the VM's heap too
+                heap = _bytes(heap) + self.rom
+        argv = [self.mp] + (["-X", "heapsize=%s" % heap] if heap else []) + ["-i", "-c", code]
+        # A board's sys.path is ['', '.frozen', '/lib'] (nodekit/simboard/start.py says why),
+        # with '/rom', '/rom/lib' before '/lib' when a ROMFS image is mounted;
         # the simulated hardware stands first, as the built-ins it replaces; the frozen
         # stand-ins stand where the firmware's frozen modules are.
         path = [str(SIMBOARD), "", str(SIMBOARD / "frozen")] + self.frozen + [".frozen", "lib"]
