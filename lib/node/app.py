@@ -9,13 +9,21 @@ from binascii import hexlify
 import machine
 from micropython import const
 
-from node import __version__, clock, commands, sensor, unload, watchdog
-from node.backlog import Backlog
-from node.led import Led
+from node import __version__, unload
 from node.log import log
-from node.session import Session, backoff_ms, describe
 from node.stats import Stats
-from node.wifi import Wifi
+
+
+def _imports():
+    """The modules the running node needs, imported once the config is read and checked
+    (main() loads it first, with nothing else in the heap, then drops it): so the config's
+    big messages and the rest of the node are never in RAM together."""
+    global clock, commands, sensor, watchdog, Backlog, Led, Session, backoff_ms, describe, Wifi
+    from node import clock, commands, sensor, watchdog
+    from node.backlog import Backlog
+    from node.led import Led
+    from node.session import Session, backoff_ms, describe
+    from node.wifi import Wifi
 
 LED_STATE_FILE = "led.state"  # the last commanded LED state, restored after a reboot
 _WIFI_POLL_MS = 200
@@ -38,6 +46,7 @@ def client_id(cfg):
 
 class Node:
     def __init__(self, cfg):
+        _imports()
         self.cfg = cfg
         room = cfg["room"]
         self.t_value = ("maison/%s/valeur" % room).encode()
@@ -346,6 +355,7 @@ def _load_config(path):
         return config.load(path)
     finally:
         unload("config")  # checked once at start; its messages need not stay in RAM
+        gc.collect()  # what it held is free now, so the modules imported next fill its place
 
 
 def main(path="config.json"):
