@@ -9,16 +9,13 @@ from array import array
 
 from micropython import const
 import umqtt.simple
-from umqtt.simple import MQTTClient, MQTTException
+from umqtt.simple import MQTTClient
 
-from node import clock, unload, watchdog
+from node import unload, watchdog
 from node.log import log
 
 
 
-_CONNACK = {1: "unacceptable protocol version", 2: "client id rejected",
-            3: "broker unavailable", 4: "bad user name or password",
-            5: "not authorised (wrong user name or password?)"}
 _HUP = const(0x18)  # POLLHUP | POLLERR
 _PINGRESP = const(0xD0)
 _RECENT = const(8)  # QoS 1 packet ids remembered to spot a redelivery
@@ -235,46 +232,16 @@ def backoff_ms(attempt, cap_ms=60000):
 
 
 def describe(e, host, port):
-    """One line saying why a connection failed, in the user's terms."""
-    if isinstance(e, MQTTException):
-        rc = e.args[0] if e.args else 0
-        if rc == 0x80:  # umqtt raises the SUBACK failure code the same way
-            return ("the broker refused a subscription (SUBACK 0x80): the account may not read "
-                    "ctrlled or its maison/<room>/led/set topic")
-        return "broker refused the connection: %s (CONNACK %s)" % (_CONNACK.get(rc, "code"), rc)
-    text = str(e)
-    low = text.lower()
-    if "verify" in low or "certificate" in low or "hostname" in low:
-        if not clock.is_set():
-            return "cannot check the broker's certificate: the clock is not set (%s)" % text
-        return ("broker's certificate not trusted: not signed by the configured CA, "
-                "or '%s' not in it (%s)" % (host, text))
-    errno = getattr(e, "errno", None) or (e.args[0] if e.args and type(e.args[0]) is int else None)
-    if errno == -40:
-        # axTLS (ESP8266) raises a server's fatal alert as -alert: 40 is handshake_failure,
-        # which a broker sends when it has no cipher suite the board offers.
-        return ("%s:%d refused the TLS handshake (alert 40): this board's axTLS speaks only RSA "
-                "key exchange; give the broker an RSA key (the kit's default, not KEY_TYPE=ec)" % (host, port))
-    if errno == -257:
-        return ("a TLS record from the broker over this board's 5,120-byte buffer (axTLS "
-                "RECORD_OVERFLOW): a message of about 5 KB or more was sent to it; the kit's "
-                "max_packet_size keeps such messages out")
-    if errno == 111 or "refused" in low:
-        return "nothing accepts connections on %s:%d (broker down or wrong port?)" % (host, port)
-    if errno in (-1, 32, 104) or "reset" in low or "broken pipe" in low:
-        # umqtt raises OSError(-1) when the broker closes; 104 ECONNRESET, 32 EPIPE.
-        return "connection closed by the broker (%s)" % ("closed" if errno == -1 else "reset")
-    if isinstance(e, (AssertionError, IndexError)):
-        # umqtt.simple checks the CONNACK with assert and indexing.
-        return "the answer to CONNECT was truncated or malformed: is %s:%d an MQTT broker?" % (host, port)
-    if errno in (110, 116) or "timed out" in low:
-        return "no answer from %s:%d within %d s" % (host, port, _sockets.timeout)
-    if errno == -256:  # axTLS's SSL_ERROR_CONN_LOST: its reads failed (timed out or closed)
-        return "the TLS handshake with %s:%d did not finish: no answer within %d s, or closed" % (
-            host, port, _sockets.timeout)
-    if errno in (-2, -3, -202, -5):
-        return "cannot resolve broker host name '%s'" % host
-    return "connection to %s:%d failed: %s" % (host, port, text or repr(e))
+    """One line saying why a connection failed, in the user's terms. The texts live in
+    node/why.py, loaded for the occasion and dropped after: a running node rarely needs them."""
+    try:
+        from node import why
+    except MemoryError:  # no room even to explain: the error's own words
+        return repr(e)
+    try:
+        return why.link(e, host, port, _sockets.timeout)
+    finally:
+        unload("why")
 
 
 class Session:

@@ -6,25 +6,36 @@ import network
 import sys
 import time
 
+from micropython import const
+
+from node import unload
 from node.log import log
 
-_JOIN_TIMEOUT_MS = 20000
+_JOIN_TIMEOUT_MS = const(20000)
 # ESP32: once connect() was called the driver rejoins by itself after a drop
 # (ports/esp32/network_wlan.c, STA_DISCONNECTED), and connect() while it tries raises
 # OSError("Wifi Internal Error") (micropython#17661): the node watches it instead.
 _DRIVER_REJOINS = sys.platform == "esp32"
 
 
+_last = [None, None]  # the last failure status and its text: one that stays loads nothing more
+
+
 def _reason(status):
-    # The port's own STAT_* names: their values differ (ESP8266 0-5, ESP32 200s and 1000s).
-    for name, text in (("STAT_WRONG_PASSWORD", "wrong Wi-Fi password"),
-                       ("STAT_NO_AP_FOUND", "network not found"),
-                       ("STAT_CONNECT_FAIL", "connection failed"),
-                       ("STAT_NO_AP_FOUND_IN_RSSI_THRESHOLD", "network's signal too weak"),
-                       ("STAT_NO_AP_FOUND_W_COMPATIBLE_SECURITY", "network's security not supported")):
-        if status == getattr(network, name, None):
-            return text
-    return None
+    """What a status means, or None (node/why.py, loaded for the occasion: the texts are
+    needed only when a link fails)."""
+    if status in (network.STAT_IDLE, network.STAT_CONNECTING, network.STAT_GOT_IP):
+        return None  # no failure to tell: nothing to load
+    if status != _last[0]:
+        try:
+            from node import why
+        except MemoryError:
+            return "status %d" % status
+        try:
+            _last[0], _last[1] = status, why.wifi(status)
+        finally:
+            unload("why")
+    return _last[1]
 
 
 class Wifi:
