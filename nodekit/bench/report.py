@@ -1,8 +1,7 @@
 """make bench's output: the table on screen and in results.md, results.json, and the plots."""
 import json
 
-TARGETS = {"a_p99_ms": 5.0, "b_p99_ms": 20.0, "cadence_max_ms": 10.0, "heap_tls_mpy": 32 * 1024,
-           "heap_plain_mpy": 16 * 1024}
+TARGETS = {"a_p99_ms": 5.0, "b_p99_ms": 20.0, "cadence_max_ms": 10.0}
 RT = {"cpython": "CPython", "micropython": "MicroPython VM"}
 
 
@@ -31,6 +30,98 @@ def ratios(results):
                     a, b = naive[fig][q], node[fig][q]
                     out[rt]["%s_%s" % (fig[0], q)] = round(a / b) if a and b else None
     return out
+
+
+def _kb(v):
+    return "-" if v is None else "%.1f" % (v / 1024.0)
+
+
+def _caveat(b, chip, transport):
+    """What a figure from binary b says about a board of that chip."""
+    out = []
+    if b["bits"] == 64:
+        out.append("64-bit objects (about 1.4 times a board's)")
+    if transport == "tls":
+        if chip == "esp8266" and b["tls"] != "axtls":
+            out.append("this VM's TLS allocates outside the heap, axTLS on the board inside it")
+        elif chip != "esp8266" and b["tls"] == "axtls":
+            out.append("axTLS in the heap here, mbedTLS outside the GC heap on the board (a lower bound)")
+    return " - NOT a board figure: " + "; ".join(out) if out else ""
+
+
+def memory_table(mem):
+    """The per-board memory table (nodekit/bench/memory.py run()) and the issue's goals."""
+    L = []
+    add = L.append
+    b = mem.get("binary")
+    if not mem.get("profiles") or not b:
+        return L
+    add("Memory per board profile, measured by %s (MicroPython %s, %s). KB = 1024 bytes; "
+        "\"board est.\" = the figure less the simulated board's own modules (in firmware on a board):"
+        % (b["path"], b["version"], b["says"]))
+    add("")
+    add("| board (code) | figure | TLS | plaintext |")
+    add("| --- | --- | --- | --- |")
+    goals = []
+    for p in mem["profiles"]:
+        rows, res_b = p["rows"], p["residual"]
+        name = "%s (%s)" % (p["profile"], "ROMFS image" if p["code"] == "romfs" else ".mpy files")
+
+        def small(key):
+            r = rows.get(key)
+            if not r:
+                return "-"
+            if r.get("heap") is None:
+                return "> 1024"
+            est = r["heap"] - (res_b if key.startswith("node") else p.get("residual_bare", 0))
+            return "%s (board est. %s)" % (_kb(r["heap"]), _kb(est))
+
+        def free(t):
+            r = rows.get("free-" + t)
+            if not r:
+                return "-"
+            if not r.get("started"):
+                return "does not start%s" % (" (MemoryError)" if r.get("memory_error") else "")
+            return "%s (min %s)" % (_kb(r.get("free_median")), _kb(r.get("free_min")))
+
+        add("| %s | smallest heap, the node | %s | %s |" % (name, small("node-tls"), small("node-plain")))
+        add("| | smallest heap, bare umqtt.simple script | %s | %s |" % (small("bare-tls"), small("bare-plain")))
+        add("| | free heap in steady state at %s KB + %s KB simulated board | %s | %s |" % (
+            _kb(p["heap"]), _kb(res_b), free("tls"), free("plain")))
+        rc = (rows.get("free-tls") or {}).get("reconnects")
+        if rc:
+            add("| | reconnects in a row (connection killed at the broker) | %d of %d in %d s%s | |" % (
+                rc["done"], rc["asked"], rc["seconds"], ", MemoryError" if rows["free-tls"].get("memory_error") else ""))
+        for t in ("tls", "plain"):
+            goal = p.get("goal_" + t)
+            r = rows.get("free-" + t)
+            if goal is None or r is None:
+                continue
+            v = r.get("free_median") if r.get("started") else None
+            if r.get("started") is None:
+                verdict = "not measured"
+            elif v is None:
+                verdict = "MISSED (the node does not start at %s KB)" % _kb(p["heap"])
+            elif v >= goal:
+                verdict = "met (%s KB free)" % _kb(v)
+            else:
+                verdict = "MISSED by %s KB (%s KB free)" % (_kb(goal - v), _kb(v))
+            caveat = _caveat(b, p["chip"], t)
+            goals.append("- goal %s: >= %g KB free over %s: %s%s" % (
+                p["profile"], goal / 1024.0, "TLS" if t == "tls" else "plaintext", verdict, caveat))
+        if p.get("reconnects") and rows.get("free-tls"):
+            r = rows["free-tls"]
+            rc = r.get("reconnects")
+            ok = rc and rc["done"] >= p["reconnects"] and r.get("alive") and not r.get("memory_error")
+            goals.append("- goal %s: %d reconnects over TLS without a MemoryError: %s%s" % (
+                p["profile"], p["reconnects"], "met" if ok else "MISSED" + (
+                    " (%d done)" % rc["done"] if rc else " (the node does not start)"),
+                _caveat(b, p["chip"], "tls")))
+    add("")
+    L.extend(goals)
+    if goals:
+        add("")
+    return L
 
 
 def table(res):
@@ -96,30 +187,7 @@ def table(res):
                                             _f(by.get((rt, code, "plain"), {}).get("median_ms"), "%.0f")))
         add("")
     mem = res.get("memory", {})
-    sm = mem.get("smallest", [])
-    if sm:
-        add("Memory, MicroPython VM (64-bit unix port: a 32-bit board's figures are smaller): smallest heap "
-            "(-X heapsize) that runs it, KB:")
-        add("")
-        add("| what | TLS .mpy | TLS .py | plaintext .mpy | plaintext .py |")
-        add("| --- | --- | --- | --- | --- |")
-        by = {(r["client"], r["transport"], r["code"]): r for r in sm}
-        for client in ("node", "bare"):
-            cells = []
-            for t, c in (("tls", "mpy"), ("tls", "py"), ("plain", "mpy"), ("plain", "py")):
-                r = by.get((client, t, c))
-                cells.append("-" if not r else ("> 1024" if r["heap"] is None else "%d" % (r["heap"] // 1024)))
-            add("| %s | %s |" % ("the node" if client == "node" else "bare umqtt.simple script", " | ".join(cells)))
-        add("")
-        hw = mem.get("sim_hardware_bytes")
-        if hw:
-            add("- the node's figures include %.1f KB held by the simulated machine and network modules "
-                "(.mpy; in firmware on a board)" % (hw / 1024.0))
-        for t, key in (("tls", "heap_tls_mpy"), ("plain", "heap_plain_mpy")):
-            r = by.get(("node", t, "mpy"))
-            if r:
-                add("- target node %s .mpy: %s" % (t, _verdict(r["heap"] and r["heap"] / 1024.0,
-                                                               TARGETS[key] / 1024, "KB")))
+    L.extend(memory_table(mem))
     s = mem.get("steady")
     if s and "in_use_first" in s:
         add("- heap in use in steady state (node, TLS, .mpy, after gc.collect): %d bytes at start, %d at the end "
@@ -128,7 +196,7 @@ def table(res):
                 s["slope_bytes_per_min"]))
     elif s:
         add("- heap in steady state: %s" % s.get("error"))
-    if sm or s:
+    if s:
         add("")
     wi = [r for r in res.get("wire", []) if r.get("segments") is not None]
     if wi:

@@ -108,13 +108,13 @@ class Board:
     """One simulated board running the node (or a script from bench/), output in a log file."""
 
     def __init__(self, rig, cfg_path, runtime, name, heap=None, script=None, lib=None, pin_log=False,
-                 hw_mpy=False):
+                 hw_mpy=False, env=None):
         self.dir = rig.root / "boards" / name
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
         self.log_path = self.dir.with_suffix(".log")
         self.pin_log = self.dir / "pins.log" if pin_log else None
-        env = {}
+        env = dict(env or {})  # more of the simulated board's settings (SIMBOARD_*)
         if self.pin_log:
             env["SIMBOARD_PIN_LOG"] = str(self.pin_log)
         path = [str(REPO / ".deps")]

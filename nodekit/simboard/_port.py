@@ -81,6 +81,13 @@ def _install_ssl():
     if ESP8266:
         import sys
 
+        if sys.implementation.name == "micropython":
+            import tls
+
+            if not hasattr(tls, "CERT_REQUIRED"):
+                # A VM built with axTLS (MICROPYTHON=, a unix build configured like the
+                # port): extmod/modtls_axtls.c itself, with no stand-in between.
+                return
         import axtls
 
         sys.modules["ssl"] = axtls
