@@ -128,24 +128,59 @@ def node_works(board, b, since=0):
     return w
 
 
-def test_the_deployed_umqtt_wins_over_the_one_the_firmware_freezes(broker, vboard, tmp_path):
-    # The 1.28 images freeze umqtt.simple 1.7.0, and a board's sys.path is ['', '.frozen',
-    # '/lib']: a copy in /lib would never be imported. Here the frozen one cannot even load.
+def frozen_umqtt_that_cannot_load(tmp_path):
+    # The 1.28 images freeze umqtt.simple 1.7.0, ahead of /lib on sys.path: a copy there would
+    # never be imported. Here the frozen one cannot even load.
     frozen = tmp_path / "frozen" / "umqtt"
     frozen.mkdir(parents=True)
     (frozen / "simple.py").write_text('raise ImportError("the frozen umqtt.simple was imported")\n')
-    cfg = broker.node_config("salon")
-    board = vboard(env={"SIMBOARD_FROZEN": str(tmp_path / "frozen")})
-    r = deploy(board.port, cfg)
+    return {"SIMBOARD_FROZEN": str(tmp_path / "frozen")}
+
+
+def board_eval(port, expr):
+    """An expression evaluated on the board's REPL (Ctrl-C stops the node first)."""
+    from nodekit.deploy import Board
+
+    b = Board(port).connect()
+    try:
+        return b.eval(expr)
+    finally:
+        b.close()
+
+
+def test_esp8266_deploy_puts_the_node_in_romfs_and_it_runs_from_rom(broker, vboard, tmp_path):
+    # ESP8266 profiles flash FLASH_2M_ROMFS firmware: the virtual board has its ROM partition.
+    cfg = broker.node_config("salon", board="huzzah")
+    board = vboard(board="huzzah", env=frozen_umqtt_that_cannot_load(tmp_path))
+    r = deploy(board.port, cfg, out=tmp_path / "img")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "umqtt.simple 1.3.4 in /umqtt, ahead of any frozen in the firmware" in r.stdout
-    node_works(board, broker)
+    assert "romfs deploy" in r.stdout and "ROMFS image written to the ROM partition" in r.stdout, r.stdout
+    assert set(copied(r.stdout)) == {"boot.py", "main.py", "config.json", "ca.der"}
+    # Only config, certificates and the board files are in the writable filesystem.
+    assert sorted(p.name for p in board.fs.iterdir()) == ["boot.py", "ca.der", "config.json", "main.py"]
+    w = node_works(board, broker)
     assert "the frozen umqtt.simple was imported" not in board.said()
+    w.close()
+    q = subprocess.run([sys.executable, "-m", "mpremote", "connect", os.path.realpath(board.port), "resume",
+                        "romfs", "query"], capture_output=True, text=True, timeout=30)
+    size = (tmp_path / "img.romfs").stat().st_size
+    assert "ROMFS0 partition has size 327680 bytes" in q.stdout and "ROMFS image size: " in q.stdout, q.stdout
+    assert ((board.hw / "rom").read_bytes()[:size] == (tmp_path / "img.romfs").read_bytes())
+    assert board_eval(board.port, "[__import__('sys').modules[m].__file__ for m in ('node.app', 'umqtt.simple')]") \
+        == ["/rom/lib/node/app.mpy", "/rom/umqtt/simple.mpy"]
+
+    # Again: the image's hash matches the partition's, nothing is written; the node restarts.
+    mark = board.mark()
+    r2 = deploy(board.port, cfg, out=tmp_path / "img")
+    assert r2.returncode == 0, r2.stdout + r2.stderr
+    assert copied(r2.stdout) == [] and "romfs deploy" not in r2.stdout, r2.stdout
+    assert "nothing changed (4 files and the ROMFS image already on the board)" in r2.stdout, r2.stdout
+    board.wait_console(r"read  \S+ -> %s" % VALUE, mark)
 
 
-def test_make_deploy_runs_the_copied_bytes_and_a_second_deploy_copies_nothing(broker, vboard):
+def test_make_deploy_runs_the_copied_bytes_and_a_second_deploy_copies_nothing(broker, vboard, tmp_path):
     cfg = broker.node_config("salon", board="esp32", watchdog_s=15)
-    board = vboard(board="esp32")
+    board = vboard(board="esp32", env=frozen_umqtt_that_cannot_load(tmp_path))  # no ROM partition
     r = subprocess.run(["make", "--no-print-directory", "deploy", "PORT=%s" % board.port, "CONFIG=%s" % cfg],
                        cwd=REPO, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -154,8 +189,10 @@ def test_make_deploy_runs_the_copied_bytes_and_a_second_deploy_copies_nothing(br
     # The bytes make deploy built are the bytes on the board, and nothing shadows them.
     board_matches(board, REPO / "build" / "deploy")
     assert not list((board.fs / "lib").rglob("*.py")) and not (board.fs / "SAFEMODE").exists()
+    assert "umqtt.simple 1.3.4 in /umqtt, ahead of any frozen in the firmware" in r.stdout
     w = node_works(board, broker)
     board.wait_console(r"mqtt  connected")
+    assert "the frozen umqtt.simple was imported" not in board.said()
 
     # Deploying again while the node runs (its watchdog armed): nothing to copy, the node restarts.
     mark = board.mark()
@@ -173,7 +210,7 @@ def test_make_deploy_runs_the_copied_bytes_and_a_second_deploy_copies_nothing(br
 
 def test_a_cut_deploy_leaves_a_board_that_boots_in_safe_mode_and_the_next_deploy_finishes(tmp_path, vboard):
     cfg = offline_config(tmp_path)
-    board = vboard()
+    board = vboard(board="esp32")  # files (an ESP8266's modules go to its ROM partition)
     r = deploy(board.port, cfg, "--py", out=tmp_path / "py")  # sources first: then every module changes
     assert r.returncode == 0, r.stdout + r.stderr
     board.wait_console(r"boot  room 'salon'")
@@ -275,7 +312,7 @@ def smallest_heap(board_dir, reached, lo_k=8, hi_k=192, step_k=2):
         console = pathlib.Path(board_dir) / "console.log"
         if console.exists():
             console.unlink()
-        board = VBoard(board_dir, "%dk" % k)
+        board = VBoard(board_dir, "%dk" % k, board="esp32")
         try:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
@@ -305,7 +342,7 @@ def test_mpy_build_behaves_like_the_sources_and_imports_in_less_heap(broker, tmp
     cfg = broker.node_config("salon")
     need = {}
     for build in ("py", "mpy"):
-        board = VBoard(tmp_path / build)
+        board = VBoard(tmp_path / build, board="esp32")  # .py and .mpy files: a board without ROMFS
         try:
             r = deploy(board.port, cfg, *(["--py"] if build == "py" else []), out=tmp_path / ("image-" + build))
             assert r.returncode == 0, r.stdout + r.stderr

@@ -10,7 +10,9 @@
 # so a module the firmware freezes shadows the same name in /lib, and only a file at the
 # filesystem root wins over it. Here: the hardware stand-ins first (built-ins on a board),
 # then '' (the board's root: this folder, and NODE_PATH, where `make deploy` puts
-# umqtt.simple), then the frozen stand-ins (frozen/, SIMBOARD_FROZEN), then /lib.
+# umqtt.simple), then the frozen stand-ins (frozen/, SIMBOARD_FROZEN), then /lib, or with
+# SIMBOARD_ROMFS=<image> '/rom', '/rom/lib' instead (the image mounted there, read into the
+# VM's heap first: add its size to -X heapsize).
 import os
 import sys
 
@@ -25,7 +27,19 @@ _frozen = [_here + "/frozen"] + [p for p in (os.getenv("SIMBOARD_FROZEN") or "")
 # NODE_LIB: a compiled lib/ (nodekit.build) instead of the repo's .py sources.
 _lib = [os.getenv("NODE_LIB") or _repo + "/lib"]
 sys.path[1:1] = [""] + _root + _frozen
-sys.path.append(_lib[0])
+_romfs = os.getenv("SIMBOARD_ROMFS")  # a ROMFS image (nodekit.deploy.romfs_image): the node from /rom
+if _romfs:
+    if sys.implementation.name != "micropython":
+        raise SystemExit("simboard: SIMBOARD_ROMFS needs the MicroPython VM (RUNTIME=micropython): "
+                         "CPython has no vfs.VfsRom")
+    import _rom
+
+    # Mounted as a FLASH_2M_ROMFS ESP8266 does at reset; /lib left off, as make deploy empties it.
+    if not _rom._install(_romfs, 0):
+        raise SystemExit("simboard: SIMBOARD_ROMFS=%s is not a ROMFS image" % _romfs)
+    del _rom
+else:
+    sys.path.append(_lib[0])
 
 
 _port.install()
