@@ -25,7 +25,7 @@ def _imports():
     from node.session import Session, backoff_ms, describe
     from node.wifi import Wifi
 
-LED_STATE_FILE = "led.state"  # the last commanded LED state, restored after a reboot
+_LED_STATE_FILE = "led.state"  # the last commanded LED state, restored after a reboot
 _WIFI_POLL_MS = 200
 _LINK_CHECK_MS = 1000  # how often an idle node looks at its Wi-Fi link; also its longest sleep
 _QUIET_MS = 1000       # at most one "ignored" line per second, however much garbage comes
@@ -52,7 +52,7 @@ class Node:
         self.t_value = ("maison/%s/valeur" % room).encode()
         self.t_led = ("maison/%s/led" % room).encode()
         self.led = Led(cfg["led"]["pin"], cfg["led"]["active_low"])
-        self.sensor = sensor.make(cfg["sensor"])
+        self.read = sensor.make(cfg["sensor"])  # () -> a reading
         self.client_id = client_id(cfg)
         self.session = Session(cfg, self.client_id, self.on_message)
         self.backlog = Backlog(cfg["buffer"])
@@ -100,7 +100,7 @@ class Node:
 
     def _restore_led(self):
         try:
-            with open(LED_STATE_FILE) as f:
+            with open(_LED_STATE_FILE) as f:
                 on = f.read() == "1"
         except OSError:
             return  # never commanded: off, as at power-on
@@ -110,7 +110,7 @@ class Node:
     def _save_led(self):
         # Written only when a command changes the LED, so the flash does not wear.
         try:
-            with open(LED_STATE_FILE, "w") as f:
+            with open(_LED_STATE_FILE, "w") as f:
                 f.write("1" if self.led.on else "0")
         except OSError as e:
             log("led", "cannot save the LED state (%s)", e)
@@ -118,7 +118,7 @@ class Node:
     # --- readings -------------------------------------------------------------
     def take_reading(self):
         try:
-            value = self.sensor.read()
+            value = self.read()
         except Exception as e:  # a faulty sensor skips this reading, not the loop
             self.stats.sensor_errors += 1
             log("read", "sensor error: %r; reading skipped", e)

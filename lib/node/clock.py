@@ -6,10 +6,12 @@
 import sys
 import time
 
+from micropython import const
+
 from node.log import log
 
-_YEAR_OK = 2024  # a board that never got the time believes it is 2000
-_TIMEOUT_S = 1  # one NTP query at most: the loop must come round within the ESP8266's 5 s watchdog
+_YEAR_OK = const(2024)  # a board that never got the time believes it is 2000
+_TIMEOUT_S = const(1)  # one NTP query at most: the loop must come round within the ESP8266's 5 s watchdog
 # ESP32 checks the broker's certificate dates against this clock; the ESP8266's axTLS checks nothing.
 NEEDED = sys.platform != "esp8266"
 _told = False

@@ -24,7 +24,7 @@ _RECENT = const(8)  # QoS 1 packet ids remembered to spot a redelivery
 _CMD_MAX = const(64)
 _TOPIC_MAX = const(128)  # ours are ctrlled and maison/<room>/led/set: a longer topic is not
 _PKT = const(96)  # a reading's PUBLISH fits: larger ones (stats) get their own buffer
-SOCKET_TIMEOUT_S = 10  # bounds connect, the TLS handshake and every wait for an answer
+_SOCKET_TIMEOUT_S = const(10)  # bounds connect, the TLS handshake and every wait for an answer
 
 
 def socket_timeout_s(keepalive_s, watchdog_ms):
@@ -32,7 +32,7 @@ def socket_timeout_s(keepalive_s, watchdog_ms):
     tolerated (1.5 x keepalive), and short enough that the longest stretch the node cannot
     feed the watchdog, a TLS handshake (two waits), fits inside it with a second to spare
     for the CPU: 2 s on an ESP8266, whose watchdog is fixed at 5 s."""
-    return max(1, min(SOCKET_TIMEOUT_S, keepalive_s * 3 // 2, (watchdog_ms // 1000 - 1) // 2))
+    return max(1, min(_SOCKET_TIMEOUT_S, keepalive_s * 3 // 2, (watchdog_ms // 1000 - 1) // 2))
 
 
 class _TimedSockets:
@@ -44,7 +44,7 @@ class _TimedSockets:
     def __init__(self, real):
         self._real = real
         self.last = None
-        self.timeout = SOCKET_TIMEOUT_S
+        self.timeout = _SOCKET_TIMEOUT_S
 
     def socket(self, *args):
         watchdog.feed()  # a connect begins: name lookup, TCP, TLS and CONNACK each get their time
@@ -266,6 +266,7 @@ class Session:
             # tests it for truth and then imports ussl, which is the same object.
             wrap = sys.modules["ussl"] = _Tls(tls.wrap_params(files, self.host))
             unload("tls")  # what it read stays in the wrapper's TLS parameters
+            gc.collect()  # its place is free again: the node's long-lived buffers, made next, fill it
         else:
             log("mqtt", "WARNING: plaintext MQTT: password and readings cross the network in clear")
         # Bytes, not str: every umqtt.simple writes these lengths with len(), which counts a
