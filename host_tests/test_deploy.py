@@ -95,12 +95,13 @@ def copied(output):
     return re.findall(r"^deploy: copied (\S+)", output, re.M)
 
 
-def offline_config(tmp_path, room="salon", **changes):
+def offline_config(tmp_path, room="salon", board=None):
     """A node config from a kit whose broker is not running (deploy needs no broker)."""
     out = str(tmp_path / "kit")
     kit.make_broker(out, host="localhost", port=nbroker.free_port(), ws_port=nbroker.free_port(), ws_tls=False,
                     local_port=nbroker.free_port(), bind="127.0.0.1")
-    return pathlib.Path(kit.add_node(out, room, wifi_ssid="maison", wifi_password="wifi-pw", sensor="sim"))
+    return pathlib.Path(kit.add_node(out, room, wifi_ssid="maison", wifi_password="wifi-pw", sensor="sim",
+                                     board=board))
 
 
 def board_matches(board, image):
@@ -254,6 +255,38 @@ def test_a_cut_deploy_leaves_a_board_that_boots_in_safe_mode_and_the_next_deploy
     board_matches(board, tmp_path / "mpy")
     assert not (board.fs / "SAFEMODE").exists()
     assert not [p for p in board.fs.rglob("*") if p.suffix == ".part" or (p.suffix == ".py" and "lib" in p.parts)]
+    board.wait_console(r"boot  room 'salon'", mark)
+
+
+def test_a_deploy_cut_at_the_rom_write_boots_in_safe_mode_and_the_next_one_finishes(tmp_path, vboard):
+    cfg = offline_config(tmp_path, board="huzzah")
+    board = vboard(board="huzzah")
+    argv = [sys.executable, "-m", "nodekit.deploy", "--port", board.port, "--config", str(cfg),
+            "--out", str(tmp_path / "img")]
+    # Its own session: the cut takes mpremote, writing the partition, down with it.
+    p = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    seen = []
+    try:
+        for line in p.stdout:
+            seen.append(line)
+            if "romfs deploy" in line:
+                break  # mpremote is starting to erase and write the partition
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    assert "romfs deploy" in "".join(seen), "".join(seen)
+    assert (board.fs / "SAFEMODE").exists()
+    mark = board.mark()
+    board.press_reset()
+    board.wait_console(r"safe mode: the SAFEMODE file is present", mark)
+    assert "boot  node" not in board.said()[mark:]
+
+    mark = board.mark()
+    r = deploy(board.port, cfg, out=tmp_path / "img")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ROMFS image written to the ROM partition" in r.stdout, r.stdout
+    assert not (board.fs / "SAFEMODE").exists() and not (board.fs / "lib").exists()
     board.wait_console(r"boot  room 'salon'", mark)
 
 

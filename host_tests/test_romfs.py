@@ -24,7 +24,8 @@ def test_the_simulated_board_runs_the_node_from_a_romfs_image(broker, start_node
     # lib/ (NODE_LIB), and where make sim finds umqtt.simple (NODE_PATH), hold modules that fail.
     env = {"SIMBOARD_ROMFS": str(image), "NODE_LIB": decoy(tmp_path, "lib", "node"),
            "NODE_PATH": decoy(tmp_path, "deps", "umqtt")}
-    node = start_node(cfg, "micropython", env=env)
+    # The simulated board compiled, as the bench runs it (sim.compile_simboard).
+    node = start_node(cfg, "micropython", env=env, hardware=sim.compile_simboard(tmp_path / "hw"))
     w.next(VALUE, timeout=30)
     node.wait_log(r"read  \S+ -> %s" % VALUE)
     assert "imported from files" not in node.log()
