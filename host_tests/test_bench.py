@@ -45,10 +45,14 @@ def test_bench_quick_measures_and_writes_everything(tmp_path):
         ("cpython", "py", "tls"), ("micropython", "mpy", "tls"), ("micropython", "py", "plain")}
     assert all(s["median_ms"] > 0 for s in res["startup"])
 
-    heaps = {(m["client"], m["transport"], m["code"]): m for m in res["memory"]["smallest"]}
-    node, bare = heaps[("node", "plain", "mpy")], heaps[("bare", "plain", "mpy")]
+    heaps = {(m["client"], m["transport"]): m for m in res["memory"]["smallest"]}  # .mpy or ROMFS
+    node, bare = heaps[("node", "plain")], heaps[("bare", "plain")]
     assert bare["heap"] and node["heap"] and node["heap"] > node["fails_at"] and bare["heap"] > bare["fails_at"]
     assert node["heap"] > bare["heap"]  # the node does more than connect and publish once
+    md = (out / "results.md").read_text()
+    assert "Memory per board profile" in md and "goal ESP8266" in md, md
+    esp = res["memory"]["profiles"][0]
+    assert esp["chip"] == "esp8266" and esp["residual"] > 0 and "started" in esp["rows"]["free-plain"]
     steady = res["memory"]["steady"]
     assert steady["alive"] and 0 < steady["in_use_first"] < steady["heap_total"]
 

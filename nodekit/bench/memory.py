@@ -95,18 +95,17 @@ def simboard_cost(hardware):
 
 
 def romfs_support():
-    """(build, env name) when the simulated board can run the node from a ROMFS image (the
-    ROMFS work: a function that builds the node's image, and SIMBOARD_ROMFS naming it for the
-    board), else None: the ESP8266 profile is then measured from .mpy files."""
+    """The function that builds the node's ROMFS image (nodekit/deploy.py romfs_image(out),
+    what make deploy writes to an ESP8266's ROM partition) when the simulated board can mount
+    one (SIMBOARD_ROMFS, nodekit/simboard/start.py), else None: the ESP8266 profile is then
+    measured from .mpy files."""
     try:
-        from nodekit import romfs
+        from nodekit import deploy
     except ImportError:
         return None
-    for name in ("node_image", "build_image", "build"):
-        fn = getattr(romfs, name, None)
-        if callable(fn):
-            return fn
-    return None
+    start = (sim.SIMBOARD / "start.py").read_text()
+    fn = getattr(deploy, "romfs_image", None)
+    return fn if callable(fn) and "SIMBOARD_ROMFS" in start else None
 
 
 def _layout_env(rig, layout):
@@ -117,7 +116,11 @@ def _layout_env(rig, layout):
         img = rig.root / "node-romfs.img"
         if not img.exists():
             build(img)
-        return {"lib": rig.lib(), "env": {"SIMBOARD_ROMFS": str(img)}}
+        empty = rig.root / "no-files"  # the modules are in the image only
+        empty.mkdir(exist_ok=True)
+        # The simulated board reads the image into its heap first (simboard/start.py): that
+        # much more -X heapsize, so the figures are the node's (on a board the image is flash).
+        return {"lib": empty, "env": {"SIMBOARD_ROMFS": str(img)}, "rom_bytes": (img.stat().st_size + 31) // 32 * 32}
     return {"lib": rig.lib()}
 
 
@@ -129,7 +132,8 @@ def trial(rig, room, client, transport, code, heap, timeout=20.0, chip="esp8266"
     t_val, t_set, t_led = ("maison/%s/%s" % (room, t) for t in ("valeur", "led/set", "led"))
     k, kl = w.count(t_val), w.count(t_led)
     kw = _layout_env(rig, code) if client == "node" else {"lib": rig.lib()}
-    board = rig.board(cfg, "micropython", name, heap=heap, script="bare" if client == "bare" else None,
+    rom = kw.pop("rom_bytes", 0)
+    board = rig.board(cfg, "micropython", name, heap=heap + rom, script="bare" if client == "bare" else None,
                       hw_mpy=True, **kw)
     deadline = time.monotonic() + timeout
     stage = 0
@@ -192,7 +196,8 @@ def free_at(rig, room, chip, code, transport, heap, seconds, log, reconnects=0):
     w = rig.watcher
     t_stats, t_set = "maison/%s/stats" % room, "maison/%s/led/set" % room
     k = w.count(t_stats)
-    board = rig.board(cfg, "micropython", name, heap=heap, hw_mpy=True, **_layout_env(rig, code))
+    kw = _layout_env(rig, code)
+    board = rig.board(cfg, "micropython", name, heap=heap + kw.pop("rom_bytes", 0), hw_mpy=True, **kw)
     port = rig.local_port if transport == "plain" else rig.port
     r = {"heap": heap, "chip": chip, "code": code, "transport": transport}
     try:
