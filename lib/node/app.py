@@ -25,6 +25,7 @@ def _imports():
     from node.session import Session, backoff_ms, describe
     from node.wifi import Wifi
 
+
 _LED_STATE_FILE = "led.state"  # the last commanded LED state, restored after a reboot
 _WIFI_POLL_MS = 200
 _LINK_CHECK_MS = 1000  # how often an idle node looks at its Wi-Fi link; also its longest sleep
