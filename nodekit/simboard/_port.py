@@ -97,7 +97,7 @@ def _install_ssl():
 def _install_socket():
     # The port's name resolution (_lwip.py: no mDNS on an ESP8266). In the VM the stand-in is
     # the board's socket and usocket; under CPython, compat's usocket gets its getaddrinfo
-    # (CPython's socket stays the stdlib's: the broker kit's tools use it too).
+    # (and becomes the board's socket last, _install_cpython_socket).
     import sys
 
     import _lwip
