@@ -37,7 +37,18 @@ def _timed(fn):
     return call
 
 
-class Stream:
+class Reader:
+    """readinto() as a MicroPython stream has it, over the class's read()."""
+
+    def readinto(self, buf, n=None):
+        data = self.read(len(buf) if n is None else n)
+        if data is None:
+            return None
+        buf[:len(data)] = data
+        return len(data)
+
+
+class Stream(Reader):
     def __init__(self, sock):
         self._s = sock
 
@@ -81,12 +92,6 @@ class Stream:
             buf += b
         return bytes(buf)
 
-    def readinto(self, buf, n=None):
-        data = self.read(len(buf) if n is None else n)
-        if data is None:
-            return None
-        buf[:len(data)] = data
-        return len(data)
 
     def write(self, buf, n=None):
         data = buf.encode() if isinstance(buf, str) else memoryview(buf)

@@ -8,7 +8,7 @@ import os
 import ssl as _ssl
 import tempfile
 
-from usocket import Stream
+from usocket import Reader, Stream
 
 CERT_NONE = _ssl.CERT_NONE
 CERT_OPTIONAL = _ssl.CERT_OPTIONAL
@@ -53,7 +53,7 @@ def wrap_socket(sock, server_side=False, key=None, cert=None, cert_reqs=CERT_NON
 _AGAIN = object()
 
 
-class _BioStream:
+class _BioStream(Reader):
     """An SSLObject over MemoryBIOs, its bytes read with stream.readinto() and written with
     stream.write(), each of which may return None (would block) or -errno, as MicroPython's
     stream protocol does for a Python io.IOBase."""
@@ -108,13 +108,6 @@ class _BioStream:
     def read(self, n=-1):
         r = self._run(self._o.read, 16384 if n is None or n < 0 else n)
         return None if r is _AGAIN else r
-
-    def readinto(self, buf, n=None):
-        data = self.read(len(buf) if n is None else n)
-        if data is None:
-            return None
-        buf[:len(data)] = data
-        return len(data)
 
     def write(self, buf):
         r = self._run(self._o.write, bytes(buf))
