@@ -9,10 +9,20 @@ import time
 from nodekit import dbguard
 
 
+_GIVEN = set()  # ports already handed out by this process
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one this process handed out before: the kernel may give
+    a just-closed port again, and a kit asks for several before Mosquitto binds any (seen:
+    its plain and WebSockets listeners on the same port)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
