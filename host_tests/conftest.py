@@ -110,8 +110,9 @@ class Broker:
             time.sleep(0.1)
         raise AssertionError("the broker never accepted account %r" % room)
 
-    def witness(self, *topics, user=None, password=None):
-        w = Witness(self, topics, user or self.dashboard["user"], password or self.dashboard["password"])
+    def witness(self, *topics, user=None, password=None, persistent=False):
+        w = Witness(self, topics, user or self.dashboard["user"], password or self.dashboard["password"],
+                    persistent)
         self.witnesses.append(w)
         return w
 
@@ -124,11 +125,14 @@ class Broker:
 class Witness:
     """An independent paho-mqtt client over TLS that records what it sees."""
 
-    def __init__(self, b, topics, user, password):
+    def __init__(self, b, topics, user, password, persistent=False):
+        # persistent: a session the broker keeps (clean_session False), so what is published
+        # while it is away, or before it has reconnected after a broker restart, is queued for it.
         self.messages = queue.Queue()
         self.seen = []
         self._cursor = {}
-        self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="witness-%d" % time.monotonic_ns())
+        self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="witness-%d" % time.monotonic_ns(),
+                             clean_session=not persistent)
         self.c.username_pw_set(user, password)
         port = b.port
         if b.settings["client_certs"]:
