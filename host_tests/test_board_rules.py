@@ -157,8 +157,8 @@ def test_reset_causes_are_the_ports_values(tmp_path, runtime, chip, names):
     for event, expected in names.items():
         out = board_run(tmp_path, runtime, chip, """
             import machine
-            from node.stats import Stats
-            print("cause", machine.reset_cause(), Stats().reset_cause)
+            from node.start import reset_cause
+            print("cause", machine.reset_cause(), reset_cause())
         """, files={"reset_cause": event})
         assert lines(out)["cause"] == expected, (chip, event)
     out = board_run(tmp_path, runtime, chip, "import machine\nprint('c', machine.PWRON_RESET, machine.HARD_RESET, "

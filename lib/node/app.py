@@ -27,12 +27,11 @@ def _imports():
 
 
 _LED_STATE_FILE = "led.state"  # the last commanded LED state, restored after a reboot
-_WIFI_POLL_MS = 200
-_LINK_CHECK_MS = 1000  # how often an idle node looks at its Wi-Fi link; also its longest sleep
-_QUIET_MS = 1000       # at most one "ignored" line per second, however much garbage comes
-_SHORT_LIFE_MS = 30000  # a connection the broker closes sooner hints at a duplicate client id
-_SAFE_WINDOW_MS = 1000  # after a reset, how long a press of BOOT/FLASH selects safe mode
-_MEMORY_RESETS = 5     # MemoryErrors in a row, in the same step, before a controlled reset
+_WIFI_POLL_MS = const(200)
+_LINK_CHECK_MS = const(1000)  # how often an idle node looks at its Wi-Fi link; also its longest sleep
+_QUIET_MS = const(1000)       # at most one "ignored" line per second, however much garbage comes
+_SHORT_LIFE_MS = const(30000)  # a connection the broker closes sooner hints at a duplicate client id
+_MEMORY_RESETS = const(5)     # MemoryErrors in a row, in the same step, before a controlled reset
 # axTLS, the ESP8266's TLS, allocates from the GC heap and crashes the chip (no MemoryError)
 # when an allocation fails (ports/esp8266/posix_helpers.c). Its largest piece is the record
 # buffer, RT_MAX_PLAIN_LENGTH 1024 + RT_EXTRA 4096 (+ a 5-byte header; ports/esp8266/Makefile,
@@ -40,22 +39,24 @@ _MEMORY_RESETS = 5     # MemoryErrors in a row, in the same step, before a contr
 _AXTLS_BLOCK = const(5125)
 
 
-def client_id(cfg):
-    # Stable across reboots: the room plus the chip's own id.
-    return cfg["mqtt"]["client_id"] or "%s-%s" % (cfg["room"], hexlify(machine.unique_id()).decode())
-
-
 class Node:
     def __init__(self, cfg):
         _imports()
+        # Collected after each stage of the start, so what lives for good lies packed at the
+        # bottom of the heap and its top stays in one piece for the TLS handshake (axTLS
+        # needs one 5 KB block, ports/esp8266): an automatic collect in the middle of the
+        # start would leave long-lived objects scattered among holes.
+        gc.collect()
         self.cfg = cfg
         room = cfg["room"]
         self.t_value = ("maison/%s/valeur" % room).encode()
         self.t_led = ("maison/%s/led" % room).encode()
         self.led = Led(cfg["led"]["pin"], cfg["led"]["active_low"])
         self.read = sensor.make(cfg["sensor"])  # () -> a reading
-        self.client_id = client_id(cfg)
+        # Stable across reboots: the room plus the chip's own id.
+        self.client_id = cfg["mqtt"]["client_id"] or "%s-%s" % (room, hexlify(machine.unique_id()).decode())
         self.session = Session(cfg, self.client_id, self.on_message)
+        gc.collect()
         self.backlog = Backlog(cfg["buffer"])
         cap = cfg["backoff_max_ms"]
         self.wifi = Wifi(cfg["wifi"], lambda attempt: backoff_ms(attempt, cap), cfg["mqtt"]["host"])
@@ -71,7 +72,10 @@ class Node:
         # that still succeed never hide a handshake that can never get its memory.
         self._oom_read = self._oom_link = 0
         self._announced = False  # Home Assistant discovery: once per boot, on the first connect
-        self._restore_led()
+        from node import start  # imported by main(), which unloads it after the start
+
+        start.restore_led(self.led, _LED_STATE_FILE)
+        gc.collect()
 
     # --- commands: ctrlled and maison/<room>/led/set -------------------------
     def on_message(self, topic, msg):
@@ -98,15 +102,6 @@ class Node:
 
     def publish_led(self):
         self.session.publish(self.t_led, b"1" if self.led.on else b"0", True)
-
-    def _restore_led(self):
-        try:
-            with open(_LED_STATE_FILE) as f:
-                on = f.read() == "1"
-        except OSError:
-            return  # never commanded: off, as at power-on
-        self.led.set(on)
-        log("led", "%s (restored after reset)", "on" if on else "off")
 
     def _save_led(self):
         # Written only when a command changes the LED, so the flash does not wear.
@@ -331,48 +326,14 @@ def _next_slot(t, every, now):
     return time.ticks_add(t, every * (1 + time.ticks_diff(now, t) // every))
 
 
-def safe_mode():
-    """Start without the node when the BOOT/FLASH button (GPIO0) is pressed in the first
-    second after a reset, so nothing in config.json can lock a person out. Not *at* reset:
-    GPIO0 low while the chip comes out of reset is a strapping pin that starts the ROM
-    bootloader (ESP8266 and ESP32 datasheets), and MicroPython never runs. (main.py checks
-    the SAFEMODE file, which `make deploy` uses.)"""
-    if sys.platform not in ("esp8266", "esp32"):
-        return None
-    button = machine.Pin(0, machine.Pin.IN, machine.Pin.PULL_UP)
-    log("boot", "press BOOT/FLASH (GPIO0) now for safe mode (%d s)", _SAFE_WINDOW_MS // 1000)
-    t0 = time.ticks_ms()
-    while time.ticks_diff(time.ticks_ms(), t0) < _SAFE_WINDOW_MS:
-        if button.value() == 0:
-            return "the BOOT/FLASH button was pressed after reset"
-        time.sleep_ms(20)
-    return None
-
-
-def _load_config(path):
-    from node import config
-
-    try:
-        return config.load(path)
-    finally:
-        unload("config")  # checked once at start; its messages need not stay in RAM
-        gc.collect()  # what it held is free now, so the modules imported next fill its place
-
-
 def main(path="config.json"):
-    log("boot", "node %s on %s, reset cause: %s", __version__, sys.platform, Stats().reset_cause)
-    why = safe_mode()
-    if why:
-        log("boot", "safe mode: %s; node not started, REPL free", why)
-        return
+    """Start the node (node/start.py, dropped from RAM once done) and run it."""
+    from node import start
+
     try:
-        cfg = _load_config(path)
-        node = Node(cfg)
-        watchdog.arm(cfg["watchdog_ms"])
-    except ValueError as e:
-        # One clear line, then back to the REPL: never a traceback loop.
-        log("conf", "%s", e)
-        log("conf", "node not started: fix config.json, then reset the board")
-        return
-    log("boot", "room '%s', reading every %d ms, LED on pin %d", cfg["room"], cfg["period_ms"], cfg["led"]["pin"])
-    node.run()
+        node = start.node(path)
+    finally:
+        unload("start")
+        gc.collect()
+    if node:
+        node.run()

@@ -2,8 +2,6 @@
 # The message is formatted only when printed, so quiet calls cost nothing.
 import time
 
-debug = False
-
 
 def log(tag, fmt, *args):
     # ticks_ms() counts from boot on a board; it wraps to 0 after 2**30 ms (12.4 days),
@@ -11,7 +9,3 @@ def log(tag, fmt, *args):
     ms = time.ticks_ms()
     print("%6d.%03d %-5s %s" % (ms // 1000, ms % 1000, tag, fmt % args if args else fmt))
 
-
-def dbg(tag, fmt, *args):
-    if debug:
-        log(tag, fmt, *args)

@@ -35,16 +35,23 @@ def socket_timeout_s(keepalive_s, watchdog_ms):
     return max(1, min(_SOCKET_TIMEOUT_S, keepalive_s * 3 // 2, (watchdog_ms // 1000 - 1) // 2))
 
 
-class _TimedSockets:
-    """Stands in for umqtt.simple's `socket` module: every socket it makes gets a
-    timeout before connect(), so no connect or TLS handshake can hang. (umqtt
-    1.3.x has no timeout argument; the socket is also kept to re-arm it later,
-    since umqtt's wait_msg() sets it back to blocking.)"""
+class _Net:
+    """Stands in for umqtt.simple's `socket` module and for its TLS wrapper.
+
+    socket(): every socket it makes gets a timeout before connect(), so no connect or TLS
+    handshake can hang (umqtt 1.3 has no timeout argument; the socket is kept to re-arm it
+    later, since umqtt's wait_msg() sets it back to blocking).
+    wrap_socket(): what umqtt.simple calls to wrap its socket in TLS, `ussl.wrap_socket` in
+    1.3 (we stand in for ussl, which MicroPython 1.22+ no longer has) and the SSLContext's
+    `wrap_socket` in 1.4+. The handshake is the longest wait of a connect, so the watchdog
+    is fed on both sides of it, and the timeout is set again first: umqtt.simple 1.5+ sets
+    it back to blocking in connect() (settimeout(None))."""
 
     def __init__(self, real):
         self._real = real
         self.last = None
         self.timeout = _SOCKET_TIMEOUT_S
+        self.tls = None  # ssl.wrap_socket's keyword arguments (node/tls.py wrap_params)
 
     def socket(self, *args):
         watchdog.feed()  # a connect begins: name lookup, TCP, TLS and CONNACK each get their time
@@ -66,29 +73,18 @@ class _TimedSockets:
         finally:
             watchdog.feed()
 
-
-class _Tls:
-    """What umqtt.simple calls to wrap its socket in TLS: `ussl.wrap_socket` in 1.3 (we
-    stand in for ussl, which MicroPython 1.22+ no longer has) and `ssl.wrap_socket` of the
-    SSLContext it is given in 1.4+. The handshake is the longest wait of a connect, so the
-    watchdog is fed on both sides of it, and the socket's timeout is set again first:
-    umqtt.simple 1.5+ sets it back to blocking in connect() (settimeout(None))."""
-
-    def __init__(self, params):
-        self._params = params
-
     def wrap_socket(self, sock, server_hostname=None, **_):
         import ssl
 
-        sock.settimeout(_sockets.timeout)
+        sock.settimeout(self.timeout)
         watchdog.feed()
-        s = ssl.wrap_socket(sock, **self._params)
+        s = ssl.wrap_socket(sock, **self.tls)
         watchdog.feed()
         return s
 
 
-_sockets = _TimedSockets(umqtt.simple.socket)
-umqtt.simple.socket = _sockets
+_net = _Net(umqtt.simple.socket)
+umqtt.simple.socket = _net
 
 
 class _Client(MQTTClient):
@@ -239,7 +235,7 @@ def describe(e, host, port):
     except MemoryError:  # no room even to explain: the error's own words
         return repr(e)
     try:
-        return why.link(e, host, port, _sockets.timeout)
+        return why.link(e, host, port, _net.timeout)
     finally:
         unload("why")
 
@@ -250,8 +246,7 @@ class Session:
         self.host = m["host"]
         self.port = m["port"]
         self._keepalive_ms = m["keepalive"] * 1000
-        _sockets.timeout = socket_timeout_s(m["keepalive"], cfg["watchdog_ms"])
-        self._on_message = on_message
+        _net.timeout = socket_timeout_s(m["keepalive"], cfg["watchdog_ms"])
         room = cfg["room"]
         self.t_status = ("maison/%s/status" % room).encode()
         self.subscriptions = (b"ctrlled", ("maison/%s/led/set" % room).encode())
@@ -264,7 +259,8 @@ class Session:
                 log("tls", "this board cannot verify certificates: encrypted, but the broker is NOT authenticated")
             # Every umqtt.simple version takes ssl=<an object with wrap_socket>: 1.3 only
             # tests it for truth and then imports ussl, which is the same object.
-            wrap = sys.modules["ussl"] = _Tls(tls.wrap_params(files, self.host))
+            _net.tls = tls.wrap_params(files, self.host)
+            wrap = sys.modules["ussl"] = _net
             unload("tls")  # what it read stays in the wrapper's TLS parameters
             gc.collect()  # its place is free again: the node's long-lived buffers, made next, fill it
         else:
@@ -277,7 +273,7 @@ class Session:
         self.client = _Client(*args, ssl=wrap)
         self._timeout_arg = True  # umqtt.simple 1.5+: connect(timeout=) (its default blocks)
         self.client.rearm = self._arm
-        self.client.set_callback(self._received)
+        self.client.set_callback(on_message)
         self.client.set_last_will(self.t_status, b"offline", retain=True, qos=1)
         self.connected = False
         self._subscribed = False
@@ -292,7 +288,7 @@ class Session:
         # watchdog is fed and only one bounded wait lies before the next feed.
         watchdog.feed()
         s = self.client.sock
-        (s.settimeout if hasattr(s, "settimeout") else self._raw.settimeout)(_sockets.timeout)
+        (s.settimeout if hasattr(s, "settimeout") else self._raw.settimeout)(_net.timeout)
 
     def connect(self):
         """Connect, subscribe if the broker kept no session, announce; raise on failure.
@@ -305,12 +301,12 @@ class Session:
         gc.collect()  # the TLS handshake needs the largest free block we can give it
         if self._timeout_arg:
             try:
-                resumed = self.client.connect(False, _sockets.timeout)
-            except TypeError:  # umqtt.simple 1.3/1.4: no timeout argument; _TimedSockets sets it
+                resumed = self.client.connect(False, _net.timeout)
+            except TypeError:  # umqtt.simple 1.3/1.4: no timeout argument; _Net sets it
                 self._timeout_arg = False
         if not self._timeout_arg:
             resumed = self.client.connect(False)
-        self._raw = _sockets.last
+        self._raw = _net.last
         self.connected = True
         # A broker keeps the session even when a subscription failed or the link broke
         # half-way through them: subscribe again until all have been granted once.
@@ -367,9 +363,6 @@ class Session:
                 raise OSError("unexpected packet 0x%02x from the broker" % op)
             self._last_rx = time.ticks_ms()
 
-    def _received(self, topic, msg):
-        self._on_message(topic, msg)
-
     def close(self):
         if self.client.sock:
             try:
@@ -377,4 +370,7 @@ class Session:
             except OSError:
                 pass
             self.client.sock = None
+        # Nothing of the old connection stays referenced: once collected, the heap it held
+        # is one piece again for the next TLS handshake.
+        self._raw = self._poll = _net.last = None
         self.connected = False
