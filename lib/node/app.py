@@ -18,10 +18,9 @@ def _imports():
     """The modules the running node needs, imported once the config is read and checked
     (main() loads it first, with nothing else in the heap, then drops it): so the config's
     big messages and the rest of the node are never in RAM together."""
-    global clock, commands, sensor, watchdog, Backlog, Led, Session, backoff_ms, describe, Wifi
+    global clock, commands, sensor, watchdog, Backlog, Session, backoff_ms, describe, Wifi
     from node import clock, commands, sensor, watchdog
     from node.backlog import Backlog
-    from node.led import Led
     from node.session import Session, backoff_ms, describe
     from node.wifi import Wifi
 
@@ -33,10 +32,13 @@ _QUIET_MS = const(1000)       # at most one "ignored" line per second, however m
 _SHORT_LIFE_MS = const(30000)  # a connection the broker closes sooner hints at a duplicate client id
 _MEMORY_RESETS = const(5)     # MemoryErrors in a row, in the same step, before a controlled reset
 # axTLS, the ESP8266's TLS, allocates from the GC heap and crashes the chip (no MemoryError)
-# when an allocation fails (ports/esp8266/posix_helpers.c). Its largest piece is the record
-# buffer, RT_MAX_PLAIN_LENGTH 1024 + RT_EXTRA 4096 (+ a 5-byte header; ports/esp8266/Makefile,
-# lib/axtls/ssl/tls1.c): no handshake starts unless a block that size can be had.
-_AXTLS_BLOCK = const(5125)
+# when an allocation fails (ports/esp8266/posix_helpers.c). Its largest piece is its SSL
+# struct, which holds the record buffer, RT_MAX_PLAIN_LENGTH 1024 + RT_EXTRA 4096
+# (ports/esp8266/Makefile; lib/axtls/ssl/tls1.h struct _SSL): 5,316 bytes on a 32-bit build.
+# A whole handshake to the kit's broker (RSA 2048) needed about 17 KB free, measured on the
+# 32-bit ESP8266-like build (README, "Memory per board"): below 16 KB it cannot succeed.
+_AXTLS_BLOCK = const(5316)
+_AXTLS_HANDSHAKE = const(16384)
 
 
 class Node:
@@ -51,7 +53,10 @@ class Node:
         room = cfg["room"]
         self.t_value = ("maison/%s/valeur" % room).encode()
         self.t_led = ("maison/%s/led" % room).encode()
-        self.led = Led(cfg["led"]["pin"], cfg["led"]["active_low"])
+        # The LED the commands switch: off at power-on (active_low: lit when the pin is low).
+        self._led_low = cfg["led"]["active_low"]
+        self._led_pin = machine.Pin(cfg["led"]["pin"], machine.Pin.OUT, value=1 if self._led_low else 0)
+        self.led_on = False
         self.read = sensor.make(cfg["sensor"])  # () -> a reading
         # Stable across reboots: the room plus the chip's own id.
         self.client_id = cfg["mqtt"]["client_id"] or "%s-%s" % (room, hexlify(machine.unique_id()).decode())
@@ -74,7 +79,7 @@ class Node:
         self._announced = False  # Home Assistant discovery: once per boot, on the first connect
         from node import start  # imported by main(), which unloads it after the start
 
-        start.restore_led(self.led, _LED_STATE_FILE)
+        start.restore_led(self, _LED_STATE_FILE)
         gc.collect()
 
     # --- commands: ctrlled and maison/<room>/led/set -------------------------
@@ -93,21 +98,25 @@ class Node:
             self._suppressed = 0
             return
         self.stats.commands += 1
-        on = not self.led.on if cmd == commands.TOGGLE else cmd == commands.ON
-        if on != self.led.on:
-            self.led.set(on)
+        on = not self.led_on if cmd == commands.TOGGLE else cmd == commands.ON
+        if on != self.led_on:
+            self.switch_led(on)
             self._save_led()
         log("led", "%s (%s)", "on" if on else "off", topic.decode())
         self.publish_led()
 
+    def switch_led(self, on):
+        self._led_pin.value(on != self._led_low)
+        self.led_on = on
+
     def publish_led(self):
-        self.session.publish(self.t_led, b"1" if self.led.on else b"0", True)
+        self.session.publish(self.t_led, b"1" if self.led_on else b"0", True)
 
     def _save_led(self):
         # Written only when a command changes the LED, so the flash does not wear.
         try:
             with open(_LED_STATE_FILE, "w") as f:
-                f.write("1" if self.led.on else "0")
+                f.write("1" if self.led_on else "0")
         except OSError as e:
             log("led", "cannot save the LED state (%s)", e)
 
@@ -175,6 +184,9 @@ class Node:
         if sys.platform != "esp8266" or not self.cfg["mqtt"]["tls"]:
             return
         gc.collect()
+        free = gc.mem_free() if hasattr(gc, "mem_free") else _AXTLS_HANDSHAKE  # CPython has none
+        if free < _AXTLS_HANDSHAKE:
+            raise MemoryError("%d bytes free, a TLS handshake needs about %d" % (free, _AXTLS_HANDSHAKE))
         try:
             bytearray(_AXTLS_BLOCK)
         except MemoryError:
@@ -259,6 +271,8 @@ class Node:
         # NTP until it answers (the Pi may boot after us), unless nothing needs the clock or
         # it survived the reset.
         clock_done = not (self.cfg["ntp"] and self.cfg["mqtt"]["tls"]) or clock.is_set()
+        if clock_done:
+            _forget_clock()
         clock_at, clock_try = t_next, 0
         stats_ms = self.cfg["stats_ms"]
         # Fed when the loop comes round (and by the session as packets arrive): a hang
@@ -296,6 +310,8 @@ class Node:
                     clock_try += 1
                     clock_at = time.ticks_add(time.ticks_ms(), delay)
                     clock_done = clock.sync(self.cfg["ntp"]["host"], delay)
+                    if clock_done:
+                        _forget_clock()
                     continue
                 if clock.waiting(self.cfg["mqtt"]["tls"]):  # ESP32: no TLS without the date
                     time.sleep_ms(min(due, time.ticks_diff(clock_at, now), _LINK_CHECK_MS))
@@ -318,6 +334,14 @@ class Node:
                 self.session.wait(min(due, _LINK_CHECK_MS))
             except Exception as e:
                 self._lost(e)
+
+
+def _forget_clock():
+    """The clock is set, or not needed: its code and the firmware's ntptime leave RAM."""
+    global clock
+    clock = None
+    unload("clock")
+    sys.modules.pop("ntptime", None)
 
 
 def _next_slot(t, every, now):

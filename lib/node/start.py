@@ -57,14 +57,14 @@ def _config(path):
         unload("config")
 
 
-def restore_led(led, path):
+def restore_led(node, path):
     # The last commanded state (app.py writes it on every change), or off as at power-on.
     try:
         with open(path) as f:
             on = f.read() == "1"
     except OSError:
         return
-    led.set(on)
+    node.switch_led(on)
     log("led", "%s (restored after reset)", "on" if on else "off")
 
 
