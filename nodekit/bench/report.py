@@ -86,8 +86,10 @@ def memory_table(mem):
 
         add("| %s | smallest heap, the node | %s | %s |" % (name, small("node-tls"), small("node-plain")))
         add("| | smallest heap, bare umqtt.simple script | %s | %s |" % (small("bare-tls"), small("bare-plain")))
-        add("| | free heap in steady state at %s KB + %s KB simulated board | %s | %s |" % (
-            _kb(p["heap"]), _kb(res_b), free("tls"), free("plain")))
+        trim = p.get("boot_allowance")
+        add("| | free heap in steady state at %s KB + %s KB simulated board%s | %s | %s |" % (
+            _kb(p["heap"]), _kb(res_b), " - %s KB so boot.py starts with %s KB free as on the board" % (
+                _kb(trim), _kb(p["free_at_boot"])) if trim is not None else "", free("tls"), free("plain")))
         rc = (rows.get("free-tls") or {}).get("reconnects")
         if rc:
             add("| | reconnects in a row (connection killed at the broker) | %d of %d in %d s%s | |" % (
