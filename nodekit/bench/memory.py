@@ -380,7 +380,7 @@ def start_steady(rig, room, seconds, heap, log):
 def main(argv=None):
     """python -m nodekit.bench.memory [--board esp8266] [--transport tls] [--client node]
     [--code mpy] [--step 1024]: one smallest-heap bisection against a fresh broker kit (how
-    host_tests/test_memory.py's bound was measured)."""
+    host_tests/test_memory.py's bound was measured); --table: make bench's whole memory table."""
     import argparse
     import pathlib
     import shutil
@@ -396,6 +396,8 @@ def main(argv=None):
     ap.add_argument("--step", type=int, default=1024)
     ap.add_argument("--lo", type=int, default=4096)
     ap.add_argument("--hi", type=int, default=64 * 1024)
+    ap.add_argument("--table", action="store_true",
+                    help="the whole per-board table of make bench (every profile, both transports, the reconnects)")
     a = ap.parse_args(argv)
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-memory-"))
     rig = Rig(work)
@@ -404,6 +406,11 @@ def main(argv=None):
         say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
         b = binary()
         say("binary: %s (%s)" % (b["path"], b["says"]))
+        if a.table:
+            from nodekit.bench import report
+
+            print("\n".join(report.memory_table(run(rig, "mem", False, say, rig.hardware()))))
+            return 0
         r = smallest(rig, "mem", a.client, a.transport, a.code, a.step, say, lo=a.lo, hi=a.hi, chip=a.board)
         res = sim_residual(rig.hardware(), a.board, hardware_modules=a.client == "node")
         print(json.dumps(dict(r, residual=res, binary=b)))
