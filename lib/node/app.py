@@ -9,15 +9,15 @@ from binascii import hexlify
 import machine
 from micropython import const
 
-from node import __version__, unload
+from node import unload
 from node.log import log
 from node.stats import Stats
 
 
 def _imports():
     """The modules the running node needs, imported once the config is read and checked
-    (main() loads it first, with nothing else in the heap, then drops it): so the config's
-    big messages and the rest of the node are never in RAM together."""
+    (node/start.py loads it first, with nothing else in the heap, then drops it): so the
+    config's big messages and the rest of the node are never in RAM together."""
     global clock, commands, sensor, watchdog, Backlog, Session, backoff_ms, describe, Wifi
     from node import clock, commands, sensor, watchdog
     from node.backlog import Backlog
@@ -31,14 +31,6 @@ _LINK_CHECK_MS = const(1000)  # how often an idle node looks at its Wi-Fi link; 
 _QUIET_MS = const(1000)       # at most one "ignored" line per second, however much garbage comes
 _SHORT_LIFE_MS = const(30000)  # a connection the broker closes sooner hints at a duplicate client id
 _MEMORY_RESETS = const(5)     # MemoryErrors in a row, in the same step, before a controlled reset
-# axTLS, the ESP8266's TLS, allocates from the GC heap and crashes the chip (no MemoryError)
-# when an allocation fails (ports/esp8266/posix_helpers.c). Its largest piece is its SSL
-# struct, which holds the record buffer, RT_MAX_PLAIN_LENGTH 1024 + RT_EXTRA 4096
-# (ports/esp8266/Makefile; lib/axtls/ssl/tls1.h struct _SSL): 5,316 bytes on a 32-bit build.
-# A whole handshake to the kit's broker (RSA 2048) needed about 17 KB free, measured on the
-# 32-bit ESP8266-like build (README, "Memory per board"): below 16 KB it cannot succeed.
-_AXTLS_BLOCK = const(5316)
-_AXTLS_HANDSHAKE = const(16384)
 
 
 class Node:
@@ -46,7 +38,7 @@ class Node:
         _imports()
         # Collected after each stage of the start, so what lives for good lies packed at the
         # bottom of the heap and its top stays in one piece for the TLS handshake (axTLS
-        # needs one 5 KB block, ports/esp8266): an automatic collect in the middle of the
+        # needs one 5 KB block, node/session.py): an automatic collect in the middle of the
         # start would leave long-lived objects scattered among holes.
         gc.collect()
         self.cfg = cfg
@@ -178,24 +170,9 @@ class Node:
             unload("homeassistant")
         log("mqtt", "Home Assistant discovery sent")
 
-    def _tls_room(self):
-        """On an ESP8266, refuse to start a handshake that axTLS cannot finish: it would
-        crash the chip instead of raising MemoryError."""
-        if sys.platform != "esp8266" or not self.cfg["mqtt"]["tls"]:
-            return
-        gc.collect()
-        free = gc.mem_free() if hasattr(gc, "mem_free") else _AXTLS_HANDSHAKE  # CPython has none
-        if free < _AXTLS_HANDSHAKE:
-            raise MemoryError("%d bytes free, a TLS handshake needs about %d" % (free, _AXTLS_HANDSHAKE))
-        try:
-            bytearray(_AXTLS_BLOCK)
-        except MemoryError:
-            raise MemoryError("no free block of %d bytes for the TLS handshake" % _AXTLS_BLOCK)
-
     def try_connect(self):
         s = self.session
         try:
-            self._tls_room()
             resumed = s.connect()
             log("mqtt", "connected to %s:%d as %s (%s session)", s.host, s.port, self.client_id,
                 "resumed" if resumed else "new")

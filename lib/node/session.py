@@ -25,6 +25,16 @@ _CMD_MAX = const(64)
 _TOPIC_MAX = const(128)  # ours are ctrlled and maison/<room>/led/set: a longer topic is not
 _PKT = const(96)  # a reading's PUBLISH fits: larger ones (stats) get their own buffer
 _SOCKET_TIMEOUT_S = const(10)  # bounds connect, the TLS handshake and every wait for an answer
+# axTLS, the ESP8266's TLS, allocates from the GC heap and crashes the chip (no MemoryError)
+# when an allocation fails (ports/esp8266/posix_helpers.c). Its largest piece is its SSL
+# struct, which holds the record buffer, RT_MAX_PLAIN_LENGTH 1024 + RT_EXTRA 4096
+# (ports/esp8266/Makefile; lib/axtls/ssl/tls1.h struct _SSL): 5,316 bytes on a 32-bit build.
+# Handshakes to the kit's broker (RSA 2048) on the 32-bit ESP8266-like build (README, "Memory
+# per board"): crashed with 16.4 KB free, succeeded or crashed with 17.0 KB (fragmentation),
+# succeeded with 17.6 KB. None is tried under the floor; above it, none is guaranteed.
+_AXTLS = sys.platform == "esp8266"
+_AXTLS_BLOCK = const(5316)
+_AXTLS_FLOOR = const(16896)
 
 
 def socket_timeout_s(keepalive_s, watchdog_ms):
@@ -77,10 +87,26 @@ class _Net:
         import ssl
 
         sock.settimeout(self.timeout)
+        if _AXTLS:
+            _tls_room()
         watchdog.feed()
         s = ssl.wrap_socket(sock, **self.tls)
         watchdog.feed()
         return s
+
+
+def _tls_room():
+    """Refuse a handshake axTLS cannot finish (it would crash the chip): a MemoryError
+    instead, which the node counts, and a run of which ends in a controlled reset."""
+    gc.collect()
+    free = gc.mem_free() if hasattr(gc, "mem_free") else _AXTLS_FLOOR  # CPython has none
+    if free < _AXTLS_FLOOR:
+        raise MemoryError("%d bytes free, a TLS handshake needs about %d" % (free, _AXTLS_FLOOR))
+    try:
+        bytearray(_AXTLS_BLOCK)
+    except MemoryError:
+        raise MemoryError("no free block of %d bytes for the TLS handshake" % _AXTLS_BLOCK)
+    gc.collect()  # that block is free again, for axTLS's SSL struct
 
 
 _net = _Net(umqtt.simple.socket)

@@ -4,8 +4,6 @@
 import network
 from umqtt.simple import MQTTException
 
-from node import clock
-
 
 def link(e, host, port, timeout_s):
     """Why a connection to the broker failed or broke (timeout_s: the socket's timeout)."""
@@ -21,6 +19,10 @@ def link(e, host, port, timeout_s):
     text = str(e)
     low = text.lower()
     if "verify" in low or "certificate" in low or "hostname" in low:
+        # Imported here only: a running node drops its clock code once the clock is set
+        # (app.py), and an import at the top would bring it back at every lost connection.
+        from node import clock
+
         if not clock.is_set():
             return "cannot check the broker's certificate: the clock is not set (%s)" % text
         return ("broker's certificate not trusted: not signed by the configured CA, "
