@@ -88,6 +88,21 @@ def test_safe_mode_is_a_press_after_reset_not_a_button_held_at_reset(broker, sta
     node.wait_log(r"mqtt  connected", timeout=30)
 
 
+def test_a_node_driving_gpio0_low_still_starts_after_a_reset(broker, start_node, runtime):
+    # The Huzzah's red LED is GPIO0, lit when low: a node that lit it and then reset must not
+    # find itself in the ROM bootloader (a reset releases the chip's outputs).
+    node = start_node(broker.node_config(led__pin=0, led__active_low=True), runtime, board="huzzah")
+    w = broker.witness("maison/salon/led")
+    assert w.next("maison/salon/led")[1] == b"0"
+    w.publish("ctrlled", b"1")
+    w.next("maison/salon/led", where=lambda m: m[1] == b"1")
+    assert (node.sim.board_dir / "pin0").read_text() == "0"  # driven low: the LED is lit
+    node.sim._kill()
+    node.sim.start(5)
+    node.wait_log(r"(?s)led   on \(restored after reset\).*mqtt  connected", timeout=30)
+    assert "bootloader" not in node.log()
+
+
 def test_home_assistant_hears_of_the_node_after_every_boot(broker, start_node, runtime):
     # First run without discovery: the broker keeps the node's persistent session.
     cfg = broker.node_config(period_s=0.5)
@@ -166,7 +181,11 @@ def test_make_sim_takes_a_config_by_any_name_and_a_board(broker, tmp_path):
         w.next("maison/salon/valeur", timeout=30)
     finally:
         p.terminate()
-        out = p.communicate(timeout=15)[0].decode()
+        try:
+            out = p.communicate(timeout=15)[0].decode()
+        except subprocess.TimeoutExpired:  # never left behind
+            p.kill()
+            out = p.communicate()[0].decode()
     assert "a simulated esp32 (MicroPython 1.28's esp32 port)" in out, out
 
 

@@ -12,8 +12,9 @@ import pytest
 from nodekit import REPO, sim
 
 
-def board_run(tmp_path, runtime, chip, code, hw=None, files=None):
-    """Run code as the board's boot.py on a simulated `chip`; return what it printed."""
+def board_run(tmp_path, runtime, chip, code, hw=None, files=None, heap=None):
+    """Run code as the board's boot.py on a simulated `chip` (the VM: in `heap` bytes);
+    return what it printed."""
     repo = tmp_path / ("repo-" + chip)
     repo.mkdir(exist_ok=True)
     (repo / "boot.py").write_text(TRY + textwrap.dedent(code))
@@ -22,7 +23,7 @@ def board_run(tmp_path, runtime, chip, code, hw=None, files=None):
     hw.mkdir(exist_ok=True)
     for name, text in (files or {}).items():
         (hw / name).write_text(text)
-    argv, env = sim.node_command(runtime)
+    argv, env = sim.node_command(runtime, heap)
     env = dict(os.environ, **env)
     env.update(NODE_REPO=str(repo), NODE_LIB=str(REPO / "lib"), SIMBOARD_DIR=str(hw), SIMBOARD_PORT=chip)
     p = subprocess.run(argv, cwd=hw, env=env, capture_output=True, text=True, timeout=60)
@@ -119,18 +120,29 @@ def test_pin_rules(tmp_path, runtime, chip):
         P = machine.Pin
         tr("p16pull", P, 16, P.IN, P.PULL_UP)
         tr("p34out", P, 34, P.OUT) if %r != "esp8266" else None
+        tr("nomode", P, 2, value=1)
+        print("freq", machine.freq())
+        tr("f240", machine.freq, 240000000)
+        tr("f160", machine.freq, 160000000)
+        print("freq2", machine.freq())
         print("pulldown", hasattr(P, "PULL_DOWN"))
         print("consts", P.IN, P.OUT, P.OPEN_DRAIN, P.PULL_UP)
     """ % chip))
     if chip == "esp8266":
         assert out["p16pull"] == "ValueError: Pin(16) doesn't support pull"
+        assert out["nomode"] == "TypeError: 'mode' argument required"  # machine_pin.c: MP_ARG_REQUIRED
+        assert out["freq"] == "80000000"  # docs/esp8266/general.rst; modmachine.c: 80 or 160 only
+        assert out["f240"] == "ValueError: frequency can only be either 80Mhz or 160MHz"
         assert out["pulldown"] == "False"  # commented out in ports/esp8266/modmachine.h
         assert out["consts"] == "0 1 2 1"
     else:
         assert out["p16pull"].startswith("ok")
         assert out["p34out"] == "ValueError: pin can only be input"
+        assert out["nomode"].startswith("ok")  # esp32/machine_pin.c: mode optional
+        assert out["freq"] == "160000000" and out["f240"].startswith("ok")  # esp32/modmachine.c
         assert out["pulldown"] == "True"
         assert out["consts"] == "1 3 7 2"
+    assert out["freq2"] == "160000000"
 
 
 @pytest.mark.parametrize("chip", ["esp8266", "esp32", "esp32s3", "esp32c3"])
@@ -268,3 +280,111 @@ def test_name_resolution_is_the_ports(tmp_path, runtime, chip):
         assert out["bad"] == "OSError: -2"
     else:
         assert out["bad"] == "OSError: -202"  # ports/esp32/modsocket.c: -EAI_FAIL
+
+
+# The heap filled with 1 KB pieces, then `free` of them let go: every one ("all"), or every
+# other one so the free heap is in 1 KB holes ("holes"). Then the node's TLS wrapper is asked
+# for a handshake on a stand-in socket: a refusal is the guard's MemoryError, anything else
+# (ssl's complaint that the stand-in socket cannot be written: the ClientHello) means the
+# handshake was tried.
+_FULL_HEAP = """
+    import gc
+    from node import session
+
+    class Sock:
+        def settimeout(self, t):
+            pass
+
+    session._net.tls = {}
+    hold = [None] * 400
+    pad = [None] * 4000
+    n = i = 0
+    step = 1 if HOW == "all" else 2
+    gc.collect()
+    try:
+        while n < len(hold):
+            hold[n] = bytearray(1000)
+            n += 1
+    except MemoryError:
+        pass
+    try:
+        while i < len(pad):
+            pad[i] = bytearray(8)
+            i += 1
+    except MemoryError:
+        pass
+    i = n - FREE * step
+    while i < n:
+        hold[i] = None
+        i += step
+    tr("tight", session._net.wrap_socket, Sock())
+    hold = pad = None
+    tr("ample", session._net.wrap_socket, Sock())
+"""
+
+
+@pytest.mark.parametrize("chip", ["esp8266", "esp32"])
+@pytest.mark.parametrize("how,free,refusal", [
+    ("all", 8, "MemoryError: 8"),  # "8xxx bytes free, a TLS handshake needs about 16896"
+    ("holes", 20, "MemoryError: no free block of 5316 bytes for the TLS handshake"),
+])
+def test_no_tls_handshake_starts_that_axtls_cannot_finish(tmp_path, chip, how, free, refusal):
+    # axTLS allocates from the GC heap and crashes an ESP8266 when that fails
+    # (ports/esp8266/posix_helpers.c); an ESP32's mbedTLS has the IDF heap. VM only: CPython
+    # cannot be given a heap this small.
+    if not sim.micropython_path():
+        pytest.skip("the MicroPython VM is not available here")
+    code = _FULL_HEAP.replace("FREE", str(free)).replace("HOW", repr(how))
+    out = lines(board_run(tmp_path, "micropython", chip, code, heap=256 * 1024))
+    if chip == "esp8266":
+        assert out["tight"].startswith(refusal), out
+        if how == "all":
+            assert out["tight"].endswith("bytes free, a TLS handshake needs about 16896"), out
+    else:  # mbedTLS: tried, whatever the heap (short of it, the port's own MemoryError)
+        assert "TLS handshake" not in out["tight"], out
+    tried = ("AttributeError: 'Sock' object has no attribute 'write'",  # simboard/axtls.py
+             "OSError: stream operation not supported")  # the VM's own ssl (extmod/modtls_*.c)
+    assert out["ample"] in tried, out
+
+
+@pytest.mark.parametrize("chip", ["esp8266", "esp32"])
+def test_utime_is_the_boards_time_and_ticks_add_is_bounded(tmp_path, runtime, chip):
+    out = lines(board_run(tmp_path, runtime, chip, """
+        import time
+        import utime
+        print("same", utime is time or utime.ticks_ms is time.ticks_ms)
+        tr("over", time.ticks_add, 0, 1 << 29)
+        tr("under", time.ticks_add, 0, -(1 << 29))
+        tr("top", time.ticks_add, 0, (1 << 29) - 1)
+        tr("bottom", time.ticks_add, 0, 1 - (1 << 29))
+    """))
+    # py/objmodule.c: `import utime` forces the built-in time, the board's clock and ticks.
+    assert out["same"] == "True"
+    # extmod/modtime.c time_ticks_add(): |delta| < TICKS_PERIOD / 2 (2**30 on both ports)
+    assert out["over"] == out["under"] == "OverflowError: ticks interval overflow"
+    assert out["top"] == "ok %d" % ((1 << 29) - 1) and out["bottom"] == "ok %d" % ((1 << 29) + 1)
+
+
+@pytest.mark.parametrize("chip,want", [
+    # ports/esp8266/network_wlan.c: rssi from the SDK (31, its "invalid", unless connected),
+    # none on the AP; scan() only on the station object; WLAN(5) is ValueError().
+    ("esp8266", {"rssi_off": "ok 31", "rssi_ap": "ValueError: unknown status param",
+                 "scan_ap": "OSError: STA required", "wlan5": "ValueError: "}),
+    # ports/esp32/network_wlan.c: rssi needs the station, connected (network_common.c); scan()
+    # from either object while the station is active.
+    ("esp32", {"rssi_off": "OSError: Wifi Not Connected", "rssi_ap": "OSError: STA required",
+               "scan_ap": "ok ", "wlan5": "ValueError: invalid WLAN interface identifier"}),
+])
+def test_wlan_calls_fail_as_each_port_does(tmp_path, runtime, chip, want):
+    out = lines(board_run(tmp_path, runtime, chip, """
+        import network
+        w = network.WLAN(network.STA_IF)
+        w.active(True)
+        ap = network.WLAN(network.AP_IF)
+        tr("rssi_off", w.status, "rssi")
+        tr("rssi_ap", ap.status, "rssi")
+        tr("scan_ap", ap.scan)
+        tr("wlan5", network.WLAN, 5)
+    """))
+    for k, v in want.items():
+        assert out[k] == v, (k, out)

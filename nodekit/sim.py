@@ -171,6 +171,12 @@ class SimNode:
     def start(self, cause=1):
         """Power the board on (cause: machine.PWRON_RESET=1, WDT_RESET=3, SOFT_RESET=5)."""
         self._cause = cause
+        # A reset puts every GPIO back to an input (ESP8266 and ESP32 datasheets): what the node
+        # drove is released, so an LED wired to GPIO0 and lit when the reset came does not
+        # start the bootloader; only something outside the chip (the button) holds the pin low.
+        for driven in self.board_dir.glob("pin*.driven"):
+            driven.unlink()
+            (self.board_dir / driven.stem).unlink(missing_ok=True)
         if self.in_bootloader():
             self._say("board: GPIO%d is low at reset: the ROM bootloader waits for esptool; "
                       "MicroPython does not start (release the button)" % STRAPPING_PIN[self.chip])

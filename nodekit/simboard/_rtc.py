@@ -159,6 +159,9 @@ def install():
 
         for n in _NAMES:
             setattr(board, n, g[n])
+        # `import utime` on a board is the built-in time (py/objmodule.c: the u-prefix forces
+        # the built-in), so the same clock and ticks here.
+        sys.modules["utime"] = board
         return
     import builtins
     import types
@@ -194,7 +197,7 @@ def install():
         return f.startswith(cwd) and not f.startswith(not_board)
 
     def board_import(name, globals=None, locals=None, fromlist=(), level=0):
-        if name == "time" and level == 0 and is_board(globals):
+        if name in ("time", "utime") and level == 0 and is_board(globals):  # utime: as above
             mod = sys.modules.get("time")
             return board if mod is real else mod  # a board-side stand-in put there (tests) wins
         return real_import(name, globals, locals, fromlist, level)

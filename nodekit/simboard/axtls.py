@@ -32,7 +32,7 @@ _LOST = -256      # SSL_ERROR_CONN_LOST
 # ssl/tls1.c basic_read(): a record whose length field exceeds RT_MAX_PLAIN_LENGTH + RT_EXTRA -
 # BM_RECORD_OFFSET (1024 + 4096 - 5 on ESP8266) is refused with SSL_ERROR_RECORD_OVERFLOW.
 _RECORD_MAX = 1024 + 4096 - 5
-_PLAIN_MAX = 1024  # ssl/tls1.c send_raw_packet caller: writes are cut into records of 1024 bytes
+_PLAIN_MAX = 1024  # ssl/tls1.c ssl_write(): writes are cut into records of RT_MAX_PLAIN_LENGTH (1024)
 # ssl/tls1.c ssl_prot_prefs with CONFIG_SSL_PROT_LOW (extmod/axtls-include/config.h): RSA key
 # exchange only, so a server with an EC key has no suite in common and refuses the handshake.
 _SUITES_OPENSSL = "AES128-SHA:AES128-SHA256:AES256-SHA:AES256-SHA256"

@@ -121,6 +121,10 @@ class Pin:
             self.init(mode, pull, value)
 
     def init(self, mode=-1, pull=-1, value=None):
+        if _port.ESP8266 and mode == -1:
+            # esp8266/machine_pin.c pyb_pin_obj_init_helper(): mode is MP_ARG_REQUIRED (py/argcheck.c
+            # words it); ESP32's is optional (esp32/machine_pin.c).
+            raise TypeError("'mode' argument required")
         if _port.ESP8266 and self._id == 16 and pull not in (-1, None):
             raise ValueError("Pin(16) doesn't support pull")  # esp8266/machine_pin.c
         # esp32/machine_pin.c: GPIO_FIRST_NON_OUTPUT is 34 on the ESP32 (34-39 are inputs only).
@@ -145,12 +149,13 @@ class Pin:
         if v != self._v:
             if _PIN_LOG:
                 # First: the file writes below are the simulator's, not the pin's. The PC's
-                # clock (utime: never the board's RTC, whose time.time_ns() may read 2000).
-                t = __import__("utime").time_ns()
+                # clock (never the board's RTC, whose time.time_ns() may read 2000).
+                t = __import__("_rtc")._host.time_ns()
                 with open(_PIN_LOG, "a") as f:
                     f.write("%s %d %d\n" % (self._id, v, t))
             self._v = v
             _write("pin%s" % self._id, str(v))
+            _write("pin%s.driven" % self._id, "1")  # the board drives it: a reset releases it (sim.py)
             print("         board pin %s = %d" % (self._id, v))
 
     def on(self):
@@ -256,8 +261,24 @@ def soft_reset():
     reset()
 
 
+# The CPU clock: an ESP8266 starts at 80 MHz (docs/esp8266/general.rst) and takes 80 or 160
+# (esp8266/modmachine.c); an ESP32 at the IDF's default 160 MHz (ESP32_GENERIC keeps
+# sdkconfig's default) and takes 20, 40, 80, 160, 240, the C3 not 240 (esp32/modmachine.c).
+if _CHIP == "esp8266":
+    _FREQS, _FREQ_ERROR = (80, 160), "frequency can only be either 80Mhz or 160MHz"
+elif _CHIP == "esp32c3":
+    _FREQS, _FREQ_ERROR = (20, 40, 80, 160), "frequency must be 20MHz, 40MHz, 80Mhz or 160MHz"
+else:
+    _FREQS, _FREQ_ERROR = (20, 40, 80, 160, 240), "frequency must be 20MHz, 40MHz, 80Mhz, 160MHz or 240MHz"
+_freq = [80000000 if _CHIP == "esp8266" else 160000000]
+
+
 def freq(hz=None):
-    return 160000000
+    if hz is None:
+        return _freq[0]
+    if hz // 1000000 not in _FREQS:
+        raise ValueError(_FREQ_ERROR)
+    _freq[0] = hz // 1000000 * 1000000
 
 
 def idle():

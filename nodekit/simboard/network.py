@@ -161,7 +161,9 @@ class WLAN:
     def __new__(cls, interface_id=STA_IF):
         if interface_id not in (STA_IF, AP_IF):
             if _ESP8266:
-                raise ValueError()  # esp_wlan_make_new()
+                # esp_wlan_make_new() checks idx against sizeof(wlan_objs), a byte count (16),
+                # so 2..15 reach past its table of two: refused here, ValueError() beyond it.
+                raise ValueError()
             raise ValueError("invalid WLAN interface identifier")  # network_wlan_make_new()
         obj = WLAN._objs.get(interface_id)
         if obj is None:
@@ -239,8 +241,17 @@ class WLAN:
     def status(self, param=None):
         r = _radio
         if param is not None:
-            if param == "rssi" and self._if == STA_IF:
+            if param == "rssi" and not _ESP8266:
+                # esp32/network_wlan.c: require_if(STA), then esp_wifi_sta_get_ap_info(), which
+                # fails unless connected (network_common.c: ESP_ERR_WIFI_NOT_CONNECT).
+                self._require_sta()
+                if not self.isconnected():
+                    raise OSError("Wifi Not Connected")
                 return -60
+            if param == "rssi" and self._if == STA_IF:
+                # esp8266/network_wlan.c: wifi_station_get_rssi(), which answers 31, its
+                # "invalid", unless connected (ESP8266 Non-OS SDK API reference).
+                return -60 if self.isconnected() else 31
             if param == "stations" and self._if == AP_IF:
                 return []
             if param == "stations" and not _ESP8266:
@@ -280,7 +291,8 @@ class WLAN:
         return ("0.0.0.0", "0.0.0.0", "0.0.0.0", "0.0.0.0")
 
     def scan(self):
-        self._require_sta()
+        if _ESP8266:
+            self._require_sta()  # esp8266/network_wlan.c esp_scan(); esp32's checks the mode only
         if not _radio.mode & 1 or not (_ESP8266 or _radio.started):
             raise OSError("STA must be active")
         ap = _ap()

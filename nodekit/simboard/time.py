@@ -26,6 +26,9 @@ def ticks_us():
 
 
 def ticks_add(ticks, delta):
+    # extmod/modtime.c time_ticks_add(): a delta ticks_diff() could not give back is refused.
+    if not -_HALF < delta < _HALF:
+        raise OverflowError("ticks interval overflow")
     return (ticks + delta) & _MASK
 
 
