@@ -165,14 +165,14 @@ def _handshake(ctx, addr, host):
 
 
 # --- 1. config ------------------------------------------------------------------
-def check_config(r, path):
+def check_config(r, path, platform):
     try:
         with open(path, "rb"):
             pass
     except OSError as e:
         raise DoctorError("cannot read %s: %s" % (path, e.strerror or e))
     try:
-        cfg = node_config.load(path, nodeconfig.platform_of(path))
+        cfg = node_config.load(path, platform)
         m = cfg["mqtt"]
         files = node_tls.load(m["tls"], base=os.path.dirname(path)) if m["tls"] else None
     except ValueError as e:
@@ -670,10 +670,11 @@ def doctor(path, out=None):
     r = Report(out or sys.stdout)
     step = "config"
     try:
-        cfg, files, ctx, ident = check_config(r, path)
+        platform = nodeconfig.platform_of(path)
+        cfg, files, ctx, ident = check_config(r, path, platform)
         m = cfg["mqtt"]
         step = "name"
-        check_mdns(r, m["host"], nodeconfig.platform_of(path))
+        check_mdns(r, m["host"], platform)
         addrs = check_name(r, m["host"], m["port"])
         step = "port"
         addr = check_port(r, m["host"], m["port"], addrs)
@@ -689,7 +690,7 @@ def doctor(path, out=None):
         except OSError as e:
             raise Fail("the MQTT v5 session that checks topics failed: %s" % e)
         report_probe(r, cfg, ident, res, login_rc)
-        check_ntp(r, cfg, nodeconfig.platform_of(path))
+        check_ntp(r, cfg, platform)
     except Fail as e:
         r.fail(step, str(e))
     return r

@@ -15,14 +15,13 @@ def platform_of(path):
     tutorials' board, when it names none or cannot be read (load() then says why)."""
     import json
 
+    from nodekit import sim
+
     try:
         with open(path) as f:
-            board = json.load(f).get("board")
-        with open(REPO / "firmware" / "boards.json") as f:
-            manifest = json.load(f)
-        chip = manifest["images"][manifest["boards"][board]["image"]]["chip"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        chip = board if board in ("esp32", "esp32s3", "esp32c3") else "esp8266"
+            chip = sim.board_chip(json.load(f).get("board") or "esp8266")
+    except (OSError, ValueError, TypeError, AttributeError, sim.SimError):
+        chip = "esp8266"
     return "esp8266" if chip == "esp8266" else "esp32"
 
 

@@ -76,31 +76,31 @@ def binary():
     else:
         where = "%s, TLS %s" % ("64-bit" if bits64 else "32-bit", engine)
     return {"path": sim.micropython_path(), "bits": 64 if bits64 else 32, "tls": engine, "version": out[2],
-            "board_like": engine == "axtls" and not bits64, "says": where}
+            "says": where}
+
+
+def _simboard_vm(hardware, chip, tail, heap=None):
+    """Run `tail` on the simulated board once its port stand-ins are installed (as before
+    boot.py, simboard/start.py), loaded from .mpy as in the runs; the last number it printed."""
+    code = "import gc\ngc.collect()\na = gc.mem_alloc()\nimport _port\n_port.install()\n" + tail
+    with tempfile.TemporaryDirectory() as d:
+        env = {"MICROPYPATH": "%s:.frozen" % hardware, "SIMBOARD_DIR": d, "SIMBOARD_PORT": chip,
+               "NODE_REPO": d}
+        return int(_run_vm(code, heap, env=env)[-1])
 
 
 def sim_residual(hardware, chip, hardware_modules=True):
     """Heap (after collect) the simulated board holds before the node's boot.py runs and, with
     hardware_modules, once machine and network are imported (bench/bare.py imports neither):
-    its port stand-ins (_port.install()) and hardware modules, loaded from .mpy as in the runs.
-    A board has all of it in firmware."""
-    code = ("import gc\ngc.collect()\na = gc.mem_alloc()\nimport _port\n_port.install()\n"
-            + ("import machine, network\n" if hardware_modules else "")
-            + "gc.collect()\nprint(gc.mem_alloc() - a)\n")
-    with tempfile.TemporaryDirectory() as d:
-        env = {"MICROPYPATH": "%s:.frozen" % hardware, "SIMBOARD_DIR": d, "SIMBOARD_PORT": chip,
-               "NODE_REPO": d}
-        return int(_run_vm(code, env=env)[-1])
+    its port stand-ins (_port.install()) and hardware modules. A board has all of it in firmware."""
+    return _simboard_vm(hardware, chip, ("import machine, network\n" if hardware_modules else "")
+                        + "gc.collect()\nprint(gc.mem_alloc() - a)\n")
 
 
 def boot_free(hardware, chip, heap):
     """gc.mem_free() on the simulated board when boot.py would start, in a VM of `heap` bytes:
     its port stand-ins installed, machine and network imported (simboard/start.py)."""
-    code = "import gc\nimport _port\n_port.install()\nimport machine, network\ngc.collect()\nprint(gc.mem_free())\n"
-    with tempfile.TemporaryDirectory() as d:
-        env = {"MICROPYPATH": "%s:.frozen" % hardware, "SIMBOARD_DIR": d, "SIMBOARD_PORT": chip,
-               "NODE_REPO": d}
-        return int(_run_vm(code, heap, env=env)[-1])
+    return _simboard_vm(hardware, chip, "import machine, network\ngc.collect()\nprint(gc.mem_free())\n", heap)
 
 
 def board_heap(hardware, chip, heap, residual, free_at_boot):
@@ -112,11 +112,6 @@ def board_heap(hardware, chip, heap, residual, free_at_boot):
         return total, None
     extra = max(0, boot_free(hardware, chip, total) - free_at_boot)
     return total - extra, extra
-
-
-def simboard_cost(hardware):
-    """The simulated machine and network modules alone (kept for older callers)."""
-    return sim_residual(hardware, "esp32")
 
 
 def romfs_support():
@@ -137,10 +132,9 @@ def _layout_env(rig, layout):
     """Board keyword arguments for a code layout: 'mpy' (lib/ and umqtt as .mpy files) or
     'romfs' (the same in a ROMFS image the simulated board mounts at /rom)."""
     if layout == "romfs":
-        build = romfs_support()
         img = rig.root / "node-romfs.img"
         if not img.exists():
-            build(img)
+            romfs_support()(img)
         empty = rig.root / "no-files"  # the modules are in the image only
         empty.mkdir(exist_ok=True)
         # The simulated board reads the image into its heap first (simboard/start.py): that
@@ -360,21 +354,6 @@ def steady(rig, room, seconds, heap, log, stop=None):
     log("memory steady: %d bytes in use at start, %d at end (%d commands, %.0f s)"
         % (r["in_use_first"], r["in_use_last"], r["commands"] or 0, r["duration_s"]))
     return r
-
-
-def start_steady(rig, room, seconds, heap, log):
-    """steady() in a thread; returns (thread, result holder)."""
-    holder = {}
-
-    def go():
-        try:
-            holder["result"] = steady(rig, room, seconds, heap, log)
-        except Exception as e:  # reported, not raised from a thread
-            holder["result"] = {"error": str(e)}
-
-    t = threading.Thread(target=go, daemon=True)
-    t.start()
-    return t, holder
 
 
 def main(argv=None):
