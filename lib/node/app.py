@@ -18,8 +18,8 @@ def _imports():
     """The modules the running node needs, imported once the config is read and checked
     (node/start.py loads it first, with nothing else in the heap, then drops it): so the
     config's big messages and the rest of the node are never in RAM together."""
-    global clock, commands, sensor, watchdog, Backlog, Session, backoff_ms, describe, Wifi
-    from node import clock, commands, sensor, watchdog
+    global commands, sensor, watchdog, Backlog, Session, backoff_ms, describe, Wifi
+    from node import commands, sensor, watchdog
     from node.backlog import Backlog
     from node.session import Session, backoff_ms, describe
     from node.wifi import Wifi
@@ -41,7 +41,17 @@ class Node:
         # needs one 5 KB block, node/session.py): an automatic collect in the middle of the
         # start would leave long-lived objects scattered among holes.
         gc.collect()
-        self.cfg = cfg
+        # What the loop needs of the config, kept as values: the checked config itself (its
+        # dicts and texts, about 0.5 KB) is dropped once the node is built.
+        self.period_ms = cfg["period_ms"]
+        self.stats_ms = cfg["stats_ms"]
+        self.backoff_max_ms = cfg["backoff_max_ms"]
+        self._qos = cfg["qos"]
+        self._json = cfg["payload"] == "json"
+        self._tls = bool(cfg["mqtt"]["tls"])
+        self._ntp_host = cfg["ntp"] and cfg["ntp"]["host"]  # None: no clock to set
+        # What Home Assistant discovery describes (node/homeassistant.py), if it is on
+        self._ha = {k: cfg[k] for k in ("room", "board", "payload", "sensor")} if cfg["homeassistant"] else None
         room = cfg["room"]
         self.t_value = ("maison/%s/valeur" % room).encode()
         self.t_led = ("maison/%s/led" % room).encode()
@@ -139,11 +149,11 @@ class Node:
         from the backlog only once the broker has acknowledged it; QoS 0 ("qos": 0) saves
         the PUBACK's radio time, and a reading written just before the link breaks is lost."""
         b = self.backlog
-        qos = self.cfg["qos"]
+        qos = self._qos
         while b.count and self.session.connected:
             value, ticks, seq = b.oldest()
             text = self._text(value)
-            if self.cfg["payload"] == "json":
+            if self._json:
                 payload = '{"value": %s, "seq": %d, "age_ms": %d}' % (
                     text, seq, time.ticks_diff(time.ticks_ms(), ticks))
             else:
@@ -164,7 +174,7 @@ class Node:
         from node import homeassistant
 
         try:
-            for topic, payload in homeassistant.configs(self.cfg, hexlify(machine.unique_id()).decode()):
+            for topic, payload in homeassistant.configs(self._ha, hexlify(machine.unique_id()).decode()):
                 self.session.publish(topic.encode(), payload.encode(), True, 1)
         finally:
             unload("homeassistant")
@@ -182,7 +192,7 @@ class Node:
             self._oom_link = 0
             # After every boot, not only on a new session: a node upgraded, or first run
             # without "homeassistant", would never announce. Retained, so idempotent.
-            if self.cfg["homeassistant"] and not (resumed and self._announced):
+            if self._ha and not (resumed and self._announced):
                 self.announce()
                 self._announced = True
             self.publish_led()
@@ -216,7 +226,7 @@ class Node:
         if lived >= _SHORT_LIFE_MS:
             self._attempt = 0
             return 0
-        delay = backoff_ms(self._attempt, self.cfg["backoff_max_ms"])
+        delay = backoff_ms(self._attempt, self.backoff_max_ms)
         self._attempt += 1
         log("mqtt", "next attempt in %d.%d s", delay // 1000, delay % 1000 // 100)
         return delay
@@ -239,19 +249,22 @@ class Node:
                 self._short_lives = 0
 
     def run(self):
-        period = self.cfg["period_ms"]
-        cap = self.cfg["backoff_max_ms"]
+        period = self.period_ms
+        cap = self.backoff_max_ms
+        stats_ms = self.stats_ms
         self._attempt = 0
         self._retry_at = time.ticks_ms()
         t_next = time.ticks_ms()
-        t_stats = time.ticks_add(t_next, self.cfg["stats_ms"])
+        t_stats = time.ticks_add(t_next, stats_ms)
         # NTP until it answers (the Pi may boot after us), unless nothing needs the clock or
-        # it survived the reset.
-        clock_done = not (self.cfg["ntp"] and self.cfg["mqtt"]["tls"]) or clock.is_set()
-        if clock_done:
-            _forget_clock()
+        # it survived the reset. node/clock.py and ntptime stay in RAM only until then.
+        clock = None
+        if self._ntp_host and self._tls:
+            from node import clock
+
+            if clock.is_set():
+                clock = _forget_clock()
         clock_at, clock_try = t_next, 0
-        stats_ms = self.cfg["stats_ms"]
         # Fed when the loop comes round (and by the session as packets arrive): a hang
         # anywhere resets the board, while Wi-Fi or broker outages, which the loop rides
         # out, never do. No step of the loop waits longer than the watchdog allows.
@@ -281,16 +294,15 @@ class Node:
                     log("mqtt", "disconnected: no Wi-Fi")
                 time.sleep_ms(min(due, _WIFI_POLL_MS))
                 continue
-            if not clock_done:
+            if clock:
                 if time.ticks_diff(now, clock_at) >= 0:  # one query, at most ntptime.timeout (1 s)
                     delay = backoff_ms(clock_try, cap)
                     clock_try += 1
                     clock_at = time.ticks_add(time.ticks_ms(), delay)
-                    clock_done = clock.sync(self.cfg["ntp"]["host"], delay)
-                    if clock_done:
-                        _forget_clock()
+                    if clock.sync(self._ntp_host, delay):
+                        clock = _forget_clock()
                     continue
-                if clock.waiting(self.cfg["mqtt"]["tls"]):  # ESP32: no TLS without the date
+                if clock.waiting():  # ESP32: no TLS without the date
                     time.sleep_ms(min(due, time.ticks_diff(clock_at, now), _LINK_CHECK_MS))
                     continue
             if not self.session.connected:
@@ -314,9 +326,8 @@ class Node:
 
 
 def _forget_clock():
-    """The clock is set, or not needed: its code and the firmware's ntptime leave RAM."""
-    global clock
-    clock = None
+    """The clock is set: its code and the firmware's ntptime leave RAM. Returns None, the
+    loop's new `clock`."""
     unload("clock")
     sys.modules.pop("ntptime", None)
 

@@ -21,10 +21,10 @@ def is_set():
     return time.gmtime()[0] >= _YEAR_OK
 
 
-def waiting(tls):
+def waiting():
     """True while a TLS connection cannot succeed for want of the date. Said once."""
     global _told
-    if not (tls and NEEDED) or is_set():
+    if not NEEDED or is_set():
         return False
     if not _told:
         _told = True

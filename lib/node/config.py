@@ -150,7 +150,11 @@ def check(raw, platform=None):
         _fail("sensor.type", " or ".join('"%s"' % s for s in SENSORS), kind)
     sensor = {"type": kind, "pin": _int(sensor, "pin", "sensor.pin", 0, 255, 0)}
 
-    ntp = raw.get("ntp", {})
+    ntp = raw.get("ntp")
+    if ntp is None:
+        # The clock matters only to a TLS library that checks certificate dates: an ESP8266's
+        # axTLS checks none (node/clock.py), so it asks no time server unless told to.
+        ntp = False if platform == "esp8266" else {}
     if ntp is not False:
         ntp = _section(ntp, "ntp", ("host",))
         ntp = {"host": _str(ntp, "host", "ntp.host", mqtt["host"])}
