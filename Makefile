@@ -31,8 +31,8 @@ help:
 	@echo "make node ROOM=salon OUT=kit            add a node to the kit, write its config.json"
 	@echo "make doctor CONFIG=path/config.json         check everything a node meets with that config"
 	@echo "make dashboard OUT=kit                      build the browser dashboard, put it in the kit"
-	@echo "make firmware BOARD=esp32                   download a MicroPython image, check its sha256"
-	@echo "make flash BOARD=huzzah PORT=/dev/ttyUSB0 [CONFIG=...] [DRY_RUN=1]   bare board -> reporting node"
+	@echo "make firmware BOARD=esp32                   download a MicroPython image, check it, pin its sha256"
+	@echo "make flash [BOARD=huzzah] PORT=/dev/ttyUSB0 [CONFIG=...] [IMAGE=file.bin] [DRY_RUN=1]   bare board -> reporting node"
 	@echo "make deploy PORT=/dev/ttyUSB0 [CONFIG=...] [PY=1] [MIP=1]   update a board running MicroPython (what changed)"
 	@echo "make repl PORT=/dev/ttyUSB0                 the board's REPL (Ctrl-] leaves)"
 	@echo "make logs PORT=/dev/ttyUSB0 [RESET=1]       follow what the node prints (RESET=1: from its start)"
@@ -101,11 +101,11 @@ doctor: $(VENV)/.installed .deps/umqtt/simple.py
 	@test -n "$(CONFIG)" || { echo "make doctor: give the node's config, e.g. make doctor CONFIG=kit/nodes/salon/config.json"; exit 2; }
 	$(VPY) -m nodekit.doctor --config $(CONFIG)
 
-# Boards: firmware/boards.json. SHA256=<hash> pins an image the manifest has no hash for;
-# TRUST=1 pins the hash of this HTTPS download. IMAGE=file flashes a local image (checked the same way).
+# Boards: firmware/boards.json. An image comes over HTTPS, is checked by esptool and its sha256 pinned
+# in firmware/images/pins.json at its first download; a later one that differs is refused.
+# SHA256=<hash> checks against that hash (and pins it); IMAGE=file flashes a local image, checked the same way.
 firmware: $(VENV)/.installed
-	$(VPY) -m nodekit.flash firmware --board "$(BOARD)" $(if $(SHA256),--sha256 $(SHA256)) \
-	  $(if $(filter 1,$(TRUST)),--trust)
+	$(VPY) -m nodekit.flash firmware --board "$(BOARD)" $(if $(SHA256),--sha256 $(SHA256))
 
 flash: setup
 	$(VPY) -m nodekit.flash flash --board "$(BOARD)" --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
