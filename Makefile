@@ -21,7 +21,7 @@ ROOM    ?=
 PYTEST_ARGS ?=
 TEST_JOBS ?= 3
 
-.PHONY: help setup system sim test broker node doctor broker-install soak clean firmware flash bench dashboard
+.PHONY: help setup system system-dashboard system-test sim test broker node doctor broker-install soak clean firmware flash bench dashboard
 
 help:
 	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json] [BOARD=esp8266|esp32|huzzah...]   run a node on this PC"
@@ -40,9 +40,14 @@ help:
 	@echo "make setup                                  system packages, virtualenv, umqtt.simple"
 	@echo "make bench [QUICK=1]                        measure latency, cadence, start-up, memory, bytes, fleet (as root)"
 
-# System packages (mosquitto, ...): installed with apt-get as root, else the command is printed.
+# System packages, per command (nodekit/system.py): installed with apt-get as root (no recommends, no
+# daemon started or enabled), else the command is printed. make sim: Mosquitto and its clients only.
 system:
-	@$(PYTHON) -m nodekit.system
+	@$(PYTHON) -m nodekit.system sim
+system-dashboard:
+	@$(PYTHON) -m nodekit.system dashboard
+system-test:
+	@$(PYTHON) -m nodekit.system test
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +64,7 @@ sim: setup
 	$(VPY) -m nodekit.sim --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) $(if $(NODES),--nodes $(NODES)) \
 	  $(if $(BOARD),--board $(BOARD))
 
-test: setup dashboard/dist/index.html
+test: setup system-test dashboard/dist/index.html
 	$(VPY) -m pytest -n $(TEST_JOBS) host_tests $(PYTEST_ARGS)
 
 # Kit options: CLIENT_CERTS=1 (require_certificate), KEY_TYPE=ec, WS_TLS=0, HTTP_PORT=9080 (the
@@ -81,7 +86,7 @@ broker: $(VENV)/.installed
 # The browser dashboard: npm packages from the registry (dashboard/package-lock.json) bundled by
 # esbuild into dashboard/dist (not committed), then copied into the kit's www/ that Mosquitto serves.
 DASHBOARD_PAGE := dashboard/dist/index.html
-dashboard/node_modules/.package-lock.json: dashboard/package.json dashboard/package-lock.json | system
+dashboard/node_modules/.package-lock.json: dashboard/package.json dashboard/package-lock.json | system-dashboard
 	cd dashboard && npm ci --no-audit --no-fund
 $(DASHBOARD_PAGE): dashboard/node_modules/.package-lock.json dashboard/build.mjs $(wildcard dashboard/src/*)
 	cd dashboard && node build.mjs
