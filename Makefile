@@ -21,13 +21,14 @@ ROOM    ?=
 PYTEST_ARGS ?=
 TEST_JOBS ?= 3
 
-.PHONY: help setup system system-dashboard system-test sim test broker node doctor broker-install soak clean firmware flash bench dashboard
+.PHONY: help setup system system-dashboard system-test sim test broker broker-try node doctor broker-install soak clean firmware flash bench dashboard
 
 help:
 	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json] [BOARD=esp8266|esp32|huzzah...]   run a node on this PC"
 	@echo "make sim NODES=200 [CONFIG=...]             a fleet of simulated nodes against one broker"
 	@echo "make test                                   run every test"
 	@echo "make broker BROKER_HOST=raspberrypi.local OUT=kit   write the Pi's broker kit"
+	@echo "make broker-try OUT=kit                     run the kit's Mosquitto on this PC (try the Pi's set-up)"
 	@echo "make node ROOM=salon OUT=kit            add a node to the kit, write its config.json"
 	@echo "make doctor CONFIG=path/config.json         check everything a node meets with that config"
 	@echo "make dashboard OUT=kit                      build the browser dashboard, put it in the kit"
@@ -93,6 +94,10 @@ $(DASHBOARD_PAGE): dashboard/node_modules/.package-lock.json dashboard/build.mjs
 
 dashboard: $(DASHBOARD_PAGE) $(VENV)/.installed
 	$(VPY) -m nodekit.dashboard --out $(OUT)
+
+# The kit's Mosquitto on this machine, in the foreground (its ports checked first): try the Pi's set-up on a PC.
+broker-try: $(VENV)/.installed
+	@$(VPY) -m nodekit.kit try --out $(OUT)
 
 # On the Pi, as root: install the kit under /etc/mosquitto and restart Mosquitto.
 broker-install: $(VENV)/.installed

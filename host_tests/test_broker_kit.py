@@ -9,6 +9,7 @@ import contextlib
 import getpass
 import json
 import os
+import pathlib
 import queue
 import shutil
 import signal
@@ -390,7 +391,14 @@ def test_bridge_refused_when_the_remote_is_not_the_right_one_or_says_no(make_bro
     remote, pw = remote_with_bridge_account(make_broker)
     bridge = {"host": "localhost", "port": remote.port, "cafile": remote.ca, "user": "bridge", "password": pw}
     if case == "name absent from the certificate":
-        bridge["host"] = "127.0.0.1"  # the remote's certificate names localhost only
+        # A remote whose certificate names localhost only (the kit's names 127.0.0.1 too), reached as 127.0.0.1
+        out = pathlib.Path(remote.out)
+        certs.write_cert(out / "server.pem", certs.issue(certs.load_key(out / "ca.key"), certs.load_cert(out / "ca.pem"),
+                                                         "localhost", certs.load_key(out / "server.key"), 30,
+                                                         dns=["localhost"]))
+        remote.mosq.stop()
+        remote.mosq.start()
+        bridge["host"] = "127.0.0.1"
         expect = "host name verification failed"
     elif case == "another CA":
         certs.write_cert(tmp_path / "other-ca.pem", certs.make_ca("Another CA", certs.new_key()))
@@ -622,3 +630,75 @@ def test_new_ca_reissues_client_certificates(tmp_path):
     kit.add_node(out, "salon")
     ca = certs.load_cert(os.path.join(out, "ca.pem"))
     certs.load_cert(os.path.join(out, "nodes", "salon", "client.der")).verify_directly_issued_by(ca)
+
+
+# --- what a person types: client lines without the password, the kit tried on this PC ---------
+def test_the_printed_client_lines_work_and_keep_the_password_out_of_the_command_line(broker, tmp_path):
+    pw = broker.dashboard["password"]
+    lines = kit.client_lines(broker.out, "here", "salon")
+    assert all(pw not in line for line in lines)
+    # As printed, in a shell: the options (host, port, CA, user, password) come from the files.
+    sub = subprocess.Popen(["sh", "-c", lines[0] + " -C 1 -W 20"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        pub = subprocess.run(["sh", "-c", lines[3]], capture_output=True, text=True, timeout=20)
+        assert pub.returncode == 0, pub.stderr
+        out, _ = sub.communicate(timeout=25)
+    finally:
+        sub.kill()
+        sub.wait()
+    assert out.strip() == "maison/salon/led/set toggle"
+    for where in ("pi", "here"):
+        opts = pathlib.Path(broker.out, "clients", where, "mosquitto_sub")
+        assert oct(opts.stat().st_mode & 0o777) == "0o600" and "-P %s" % pw in opts.read_text()
+
+
+def test_the_server_certificate_names_localhost_too(tmp_path):
+    out = str(tmp_path / "kit")
+    kit.make_broker(out, host="raspberrypi.local", ips=["192.168.1.20"])
+    cert = certs.load_cert(os.path.join(out, "server.pem"))
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(san.get_values_for_type(x509.DNSName)) == {"raspberrypi.local", "localhost"}
+    assert {str(i) for i in san.get_values_for_type(x509.IPAddress)} == {"192.168.1.20", "127.0.0.1"}
+
+
+def test_a_new_broker_host_asks_for_renew_and_then_moves_the_nodes(tmp_path, capsys):
+    out = str(tmp_path / "kit")
+    kit.make_broker(out, host="raspberrypi.local")
+    kit.add_node(out, "salon")
+    with pytest.raises(kit.KitError) as e:
+        kit.make_broker(out, host="maison-pi.lan")
+    assert str(e.value) == (
+        "BROKER_HOST=maison-pi.lan, but this kit is for raspberrypi.local: its server certificate would name "
+        "maison-pi.lan and no longer raspberrypi.local, and 1 node config(s) name raspberrypi.local (salon). "
+        "Run again with RENEW=1 to do it: the node configs are then changed to maison-pi.lan (boards need "
+        "make deploy afterwards)")
+    assert json.loads(pathlib.Path(out, "kit.json").read_text())["host"] == "raspberrypi.local"  # untouched
+    kit.make_broker(out, host="maison-pi.lan", renew=True)
+    said = capsys.readouterr().out
+    assert "kit: new server certificate for maison-pi.lan, localhost (IPs: 127.0.0.1)" in said
+    assert "kit: nodes/salon/config.json now names maison-pi.lan" in said
+    cfg = json.loads(pathlib.Path(out, "nodes", "salon", "config.json").read_text())
+    assert cfg["mqtt"]["host"] == "maison-pi.lan"
+
+
+def test_a_port_already_taken_on_this_pc_is_named_with_what_to_do(tmp_path):
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    try:
+        out = str(tmp_path / "kit")
+        r = subprocess.run([sys.executable, "-m", "nodekit.kit", "broker", "--out", out, "--host", "localhost",
+                            "--port", str(free_port()), "--ws-port", "0", "--local-port", str(port)],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "port %d in use on this machine (LOCAL_PORT)" % port in r.stdout
+        assert "make broker LOCAL_PORT=%d" % (port + 1) in r.stdout
+        r = subprocess.run([sys.executable, "-m", "nodekit.kit", "try", "--out", out], cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and r.stderr.startswith("kit: port %d in use on this machine (LOCAL_PORT), so "
+                                                          "Mosquitto could not listen there" % port), r.stderr
+    finally:
+        held.close()

@@ -416,10 +416,10 @@ def run_sim(n, runtime="cpython", heap=None, config=None, work=None):
                              "(sudo make broker-install OUT=%s, or copy passwd and acl and reload Mosquitto), "
                              "then run again" % (first["host"], first["port"], os.path.relpath(out)))
         witness = Witness(out, first["host"], s["port"])
-        print("fleet: watch the readings in another terminal:\n\n  PW=$(python3 -c 'import json; print(json.load("
-              "open(\"%s\"))[\"password\"])')\n  mosquitto_sub -h %s -p %d --cafile %s -u dashboard -P \"$PW\" -v "
-              "-t 'maison/+/valeur'\n" % (os.path.relpath(os.path.join(out, "dashboard.json")), first["host"],
-                                           s["port"], os.path.relpath(os.path.join(out, "ca.pem"))))
+        where = "here" if first["host"] in ("localhost", "127.0.0.1") else "pi"
+        print("fleet: watch the readings in another terminal (the password stays in the option files):\n\n"
+              "  XDG_CONFIG_HOME=%s mosquitto_sub -v -t 'maison/+/valeur'\n"
+              % os.path.relpath(os.path.join(out, kit.CLIENTS, where)))
         fleet = Fleet(configs, work, runtime, heap)
         rooms = [c.parent.name for c in configs]
         print("fleet: starting %d nodes on %s (%d at a time); logs in %s/boards; Ctrl-C stops them"

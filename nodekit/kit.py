@@ -34,6 +34,7 @@ CLIENT_DAYS = 825
 CA_DAYS = 3650
 DASHBOARD = "dashboard"
 KIT_FILE = "kit.json"  # the kit's settings (no secrets)
+WIFI_PLACEHOLDER = "your-wifi"  # the ssid make node writes until the person puts their network's
 PAGE_DIR = "www"  # the dashboard page Mosquitto serves (http_dir): make dashboard fills it
 BRIDGE_CA = "bridge-ca.pem"  # the remote broker's CA, PEM (Mosquitto's bridge_cafile wants PEM)
 BRIDGE_SECRET = "bridge.secret"  # the remote account's password, 0600, one line
@@ -104,9 +105,19 @@ def _ensure_ca(out, s, new_ca):
     return key, cert, True
 
 
+# Named by the server certificate besides the kit's host and IPs: a client on the broker's own
+# machine (the Pi, or the PC trying the kit) checks the certificate against "localhost".
+LOCAL_NAMES, LOCAL_IPS = ["localhost"], ["127.0.0.1"]
+
+
+def _server_names(s):
+    names = ([s["host"]] if not _is_ip(s["host"]) else []) + LOCAL_NAMES
+    ips = list(s["ips"]) + ([s["host"]] if _is_ip(s["host"]) else []) + LOCAL_IPS
+    return list(dict.fromkeys(names)), list(dict.fromkeys(ips))
+
+
 def _issue_server(out, s, ca_key, ca_cert):
-    names = [s["host"]] if not _is_ip(s["host"]) else []
-    ips = list(s["ips"]) + ([s["host"]] if _is_ip(s["host"]) else [])
+    names, ips = _server_names(s)
     key = certs.new_key(s["key_type"])
     cert = certs.issue(ca_key, ca_cert, s["host"], key, SERVER_DAYS, dns=names, ips=ips)
     certs.write_key(_p(out, "server.key"), key)
@@ -121,8 +132,8 @@ def _server_names_changed(out, s):
     except x509.ExtensionNotFound:
         return True
     have = set(san.get_values_for_type(x509.DNSName)) | {str(i) for i in san.get_values_for_type(x509.IPAddress)}
-    want = set(s["ips"]) | {s["host"]}
-    return have != want
+    names, ips = _server_names(s)
+    return have != set(names) | set(ips)
 
 
 # --- mosquitto.conf and ACL ---------------------------------------------------
@@ -242,9 +253,88 @@ def write_files(out, s):
     # Run as root, Mosquitto drops to its `user`; the kit's files are its owner's.
     _write_text(_p(out, "mosquitto.conf"), render_conf(out, s, user=_owner()), 0o600)
     _write_text(_p(out, "acl"), render_acl(s), 0o600)
+    write_client_options(out, s)
     _save_settings(out, s)
     from nodekit import dashboard  # the page's settings.json, and the built page if there is one
     dashboard.write_page(_p(out, PAGE_DIR), s)
+
+
+# --- mosquitto_sub / mosquitto_pub options ---------------------------------------
+CLIENTS = "clients"  # clients/<where>/mosquitto_sub and mosquitto_pub: the dashboard account's options
+
+
+def write_client_options(out, s):
+    """Option files for mosquitto_sub and mosquitto_pub as the dashboard account: the clients read
+    $XDG_CONFIG_HOME/mosquitto_sub (one option per line, man mosquitto_sub), so the password is
+    never in a command line, where `ps` shows it to every user of the machine. clients/pi talks to
+    the kit's host; clients/here to this machine's broker (the Pi itself, or a PC trying the kit)."""
+    try:
+        with open(_p(out, "dashboard.json")) as f:
+            pw = json.load(f)["password"]
+    except (OSError, ValueError, KeyError):
+        return
+    ca = os.path.abspath(_p(out, "ca.pem"))
+    for where, host in (("pi", s["host"]), ("here", "localhost")):
+        d = _p(out, CLIENTS, where)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        os.chmod(_p(out, CLIENTS), 0o700)
+        os.chmod(d, 0o700)
+        text = "-h %s\n-p %d\n--cafile %s\n-u %s\n-P %s\n" % (host, s["port"], ca, DASHBOARD, pw)
+        for client in ("mosquitto_sub", "mosquitto_pub"):
+            _write_text(os.path.join(d, client), text, 0o600)
+
+
+def client_lines(out, where="pi", room="salon"):
+    """The mosquitto_sub/pub lines to print (no password: it is in the option files)."""
+    env = "XDG_CONFIG_HOME=%s" % _p(out, CLIENTS, where)
+    return ["%s mosquitto_sub -v -t 'maison/#'" % env,
+            "%s mosquitto_pub -t ctrlled -m 1" % env,
+            "%s mosquitto_pub -t ctrlled -m 0" % env,
+            "%s mosquitto_pub -t maison/%s/led/set -m toggle" % (env, room)]
+
+
+# --- the kit's ports on this machine ----------------------------------------------
+def busy_ports(s):
+    """[(port, its setting)] of the kit's listeners that something on this machine already holds
+    (Debian starts a mosquitto.service on 1883 when the package is installed)."""
+    import socket
+
+    wanted = [(s["port"], "PORT"), (s["ws_port"], "WS_PORT"), (s["local_port"], "LOCAL_PORT"),
+              (page_listener(s), "HTTP_PORT")]
+    busy = []
+    for port, name in wanted:
+        if not port:
+            continue
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((s["bind"] or "", port))
+            except OSError:
+                busy.append((port, name))
+    return busy
+
+
+def busy_text(busy):
+    return ("port %s in use on this machine (%s), so Mosquitto could not listen there (\"Address already in "
+            "use\"): stop what holds it (Debian's own broker: sudo systemctl disable --now mosquitto; "
+            "see: sudo ss -ltnp) or give the kit another, e.g. make broker %s=%d" % (
+                ", ".join(str(p) for p, _ in busy), ", ".join(n for _, n in busy), busy[0][1], busy[0][0] + 1))
+
+
+def try_here(out):
+    """make broker-try: the kit's Mosquitto in the foreground on this machine, with the client lines
+    that reach it here (the certificate names localhost too)."""
+    s = load_settings(out)
+    if not os.path.exists(_p(out, KIT_FILE)):
+        raise KitError("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
+    busy = busy_ports(s)
+    if busy:
+        raise KitError(busy_text(busy))
+    from nodekit import broker
+
+    print("kit: Mosquitto with %s on this machine (Ctrl-C stops it). In another terminal:\n\n  %s\n"
+          % (_p(out, "mosquitto.conf"), "\n  ".join(client_lines(out, "here"))), flush=True)
+    os.execv(broker.mosquitto_path(), [broker.mosquitto_path(), "-c", _p(out, "mosquitto.conf")])
 
 
 # --- bridge -------------------------------------------------------------------
@@ -344,6 +434,16 @@ def make_broker(out, host=None, ips=None, port=None, ws_port=None, ws_tls=None, 
     os.chmod(out, 0o700)
     os.makedirs(_p(out, "data"), mode=0o700, exist_ok=True)
     s = load_settings(out)
+    existed = os.path.exists(_p(out, KIT_FILE))
+    old_host = s["host"]
+    if existed and host is not None and host != old_host and not renew:
+        named = [r for r in s["nodes"] if _node_host(out, r) == old_host]
+        raise KitError("BROKER_HOST=%s, but this kit is for %s: its server certificate would name %s and no "
+                       "longer %s%s. Run again with RENEW=1 to do it: the node configs are then changed to %s "
+                       "(boards need make deploy afterwards)" % (
+                           host, old_host, host, old_host,
+                           ", and %d node config(s) name %s (%s)" % (len(named), old_host, ", ".join(named))
+                           if named else "", host))
     for k, v in (("host", host), ("ips", ips), ("port", port), ("ws_port", ws_port), ("ws_tls", ws_tls),
                  ("local_port", local_port), ("bind", bind), ("client_certs", client_certs),
                  ("key_type", key_type), ("http_port", http_port)):
@@ -362,12 +462,46 @@ def make_broker(out, host=None, ips=None, port=None, ws_port=None, ws_tls=None, 
     ca_key, ca_cert, ca_new = _ensure_ca(out, s, new_ca)
     if ca_new or renew or not os.path.exists(_p(out, "server.pem")) or _server_names_changed(out, s):
         _issue_server(out, s, ca_key, ca_cert)
+        if existed:
+            names, ips = _server_names(s)
+            print("kit: new server certificate for %s (IPs: %s%s)" % (
+                ", ".join(names), ", ".join(ips), "; BROKER_IPS= to change them" if s["ips"] else ""))
+    if existed and s["host"] != old_host:
+        for room in s["nodes"]:
+            if _retarget_node(out, room, old_host, s["host"]):
+                print("kit: nodes/%s/config.json now names %s (make deploy it to its board)" % (room, s["host"]))
     pw = _set_account(out, DASHBOARD)
     if pw:
         _write_text(_p(out, "dashboard.json"),
                     json.dumps({"user": DASHBOARD, "password": pw}) + "\n", 0o600)
     write_files(out, s)
     return s
+
+
+def _node_host(out, room):
+    try:
+        with open(_p(out, "nodes", room, "config.json")) as f:
+            return json.load(f)["mqtt"]["host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _retarget_node(out, room, old, new):
+    """A node config that named the kit's old host (mqtt.host, ntp.host) names the new one."""
+    path = _p(out, "nodes", room, "config.json")
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except (OSError, ValueError):
+        return False
+    changed = False
+    for sec in ("mqtt", "ntp"):
+        if isinstance(cfg.get(sec), dict) and cfg[sec].get("host") == old:
+            cfg[sec]["host"] = new
+            changed = True
+    if changed:
+        _write_text(path, json.dumps(cfg, indent=2) + "\n", 0o600)
+    return changed
 
 
 def _signed_by(cert_path, ca_cert):
@@ -434,7 +568,7 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=
         mqtt.update(user=user, password=pw)
     # Keys the person added or changed (wifi, payload, homeassistant...) are kept; the kit's are renewed.
     cfg = dict(old, room=room, mqtt=mqtt)
-    cfg.setdefault("wifi", {"ssid": wifi_ssid or "your-wifi", "password": wifi_password or "your-wifi-password"})
+    cfg.setdefault("wifi", {"ssid": wifi_ssid or WIFI_PLACEHOLDER, "password": wifi_password or "your-wifi-password"})
     cfg.setdefault("period_s", 5)
     if board:  # the board profile's LED and analog input (firmware/boards.json)
         prof = _board_profile(board)
@@ -513,6 +647,8 @@ def main(argv=None):
     g.add_argument("--bridge-try-private", choices=("0", "1"),
                    help="1 (default) tells a Mosquitto remote it is a bridge; 0 for other brokers")
     g.add_argument("--no-bridge", action="store_true", help="remove the bridge")
+    t = sub.add_parser("try", help="run the kit's Mosquitto on this machine, in the foreground")
+    t.add_argument("--out", required=True)
     n = sub.add_parser("node", help="add a node's account and write its config.json")
     n.add_argument("--out", required=True)
     n.add_argument("--room", required=True)
@@ -521,7 +657,9 @@ def main(argv=None):
     n.add_argument("--wifi-password")
     a = ap.parse_args(argv)
     try:
-        if a.cmd == "broker":
+        if a.cmd == "try":
+            try_here(a.out)
+        elif a.cmd == "broker":
             s = make_broker(a.out, host=a.host, ips=[i for i in a.ips.split(",") if i] if a.ips else None,
                             port=a.port, ws_port=a.ws_port,
                             ws_tls=None if a.ws_tls is None else a.ws_tls == "1", http_port=a.http_port,
@@ -535,15 +673,22 @@ def main(argv=None):
                 print("kit: bridge %r: maison/# copied to %s:%d%s, its CA in %s" % (
                       b["name"], b["host"], b["port"], " as %s" % b["user"] if b.get("user") else "",
                       _p(a.out, b["cafile"])))
-            print("kit: try it here:  mosquitto -c %s" % _p(a.out, "mosquitto.conf"))
+            print("kit: watch it and drive the nodes from this PC (the password stays in %s):\n  %s"
+                  % (_p(a.out, CLIENTS), "\n  ".join(client_lines(a.out, "pi")[:2])))
+            busy = busy_ports(s)
+            print("kit: try it on this PC first: make broker-try OUT=%s%s" % (
+                a.out, " (but %s)" % busy_text(busy) if busy else ""))
             from nodekit import dashboard
             if dashboard.page_url(s):
                 print("kit: dashboard: %s%s" % (dashboard.page_url(s), "" if dashboard.built(_p(a.out, PAGE_DIR))
                                                 else " (build the page first: make dashboard)"))
         else:
             path = add_node(a.out, a.room, a.wifi_ssid, a.wifi_password, board=a.board)
-            print("kit: node %r: %s (edit its wifi section, then `make flash BOARD=... PORT=/dev/ttyUSB0 CONFIG=%s`, "
-                  "or `make deploy PORT=... CONFIG=%s` on a board that runs MicroPython)" % (a.room, path, path, path))
+            with open(path) as f:
+                wifi = json.load(f)["wifi"]
+            edit = "edit its wifi section, then " if wifi.get("ssid") in (None, "", WIFI_PLACEHOLDER) else ""
+            print("kit: node %r: %s (%s`make flash PORT=/dev/ttyUSB0 CONFIG=%s`, or `make deploy PORT=... "
+                  "CONFIG=%s` on a board that runs MicroPython)" % (a.room, path, edit, path, path))
     except (KitError, OSError) as e:
         print("kit: %s" % e, file=sys.stderr)
         return 1

@@ -271,22 +271,16 @@ def local_kit(workdir, room="salon"):
 
 
 def _print_commands(out, cfg):
-    m = cfg["mqtt"]
-    tls = "--cafile %s " % os.path.relpath(os.path.join(out, "ca.pem")) if m.get("tls") else ""
-    base = "-h %s -p %d %s-u dashboard -P \"$PW\"" % (m["host"], m["port"], tls)
-    dash = os.path.relpath(os.path.join(out, "dashboard.json"))
-    room = cfg["room"]
+    lines = [line.replace(kit._p(out, kit.CLIENTS), os.path.relpath(kit._p(out, kit.CLIENTS)))
+             for line in kit.client_lines(out, "here", cfg["room"])]
     print("""
-sim: broker running. In another terminal, watch and drive the node:
+sim: broker running. In another terminal, watch and drive the node (the dashboard account's
+     password is in %s, never on a command line):
 
-  PW=$(python3 -c 'import json; print(json.load(open("%(dash)s"))["password"])')
-  mosquitto_sub %(base)s -v -t 'maison/#'
-  mosquitto_pub %(base)s -t ctrlled -m 1
-  mosquitto_pub %(base)s -t ctrlled -m 0
-  mosquitto_pub %(base)s -t maison/%(room)s/led/set -m toggle
+  %s
 
 sim: Ctrl-C stops the node and the broker.
-""" % {"dash": dash, "base": base, "room": room})
+""" % (os.path.relpath(kit._p(out, kit.CLIENTS, "here")), "\n  ".join(lines)))
 
 
 def main(argv=None):
@@ -304,7 +298,7 @@ def main(argv=None):
         return fleet.main(["--nodes", a.nodes, "--runtime", a.runtime]
                           + (["--heap", a.heap] if a.heap else []) + (["--config", a.config] if a.config else []))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the node and broker on kill too
-    work = REPO / ".sim"
+    work = pathlib.Path(os.environ.get("SIM_DIR") or REPO / ".sim")  # SIM_DIR: the tests' own
     work.mkdir(exist_ok=True)
     mosq = None
     node = None
