@@ -56,16 +56,21 @@ $(VENV)/.installed: requirements.txt
 	$(VPY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# What only the tests and the bench use (pytest, hypothesis, playwright, matplotlib): not for make sim.
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+	$(VPY) -m pip install --quiet -r requirements-test.txt
+	touch $@
+
 .deps/umqtt/simple.py: nodekit/deps.py | $(VENV)/.installed
 	$(VPY) -m nodekit.deps
 
 setup: system $(VENV)/.installed .deps/umqtt/simple.py
 
 sim: setup
-	$(VPY) -m nodekit.sim --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) $(if $(NODES),--nodes $(NODES)) \
+	@$(VPY) -m nodekit.sim --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) $(if $(NODES),--nodes $(NODES)) \
 	  $(if $(BOARD),--board $(BOARD))
 
-test: setup system-test dashboard/dist/index.html
+test: setup system-test $(VENV)/.installed-test dashboard/dist/index.html
 	$(VPY) -m pytest -n $(TEST_JOBS) host_tests $(PYTEST_ARGS)
 
 # Kit options: CLIENT_CERTS=1 (require_certificate), KEY_TYPE=ec, WS_TLS=0, HTTP_PORT=9080 (the
@@ -73,7 +78,7 @@ test: setup system-test dashboard/dist/index.html
 # localhost plaintext listener), RENEW=1 (new server certificate, same CA), NEW_CA=1,
 # a bridge: BRIDGE_HOST= BRIDGE_CA= [BRIDGE_PORT=8883 BRIDGE_USER= BRIDGE_PASSWORD_FILE=], NO_BRIDGE=1.
 broker: $(VENV)/.installed
-	$(VPY) -m nodekit.kit broker --out $(OUT) --host $(BROKER_HOST) --ips "$(BROKER_IPS)" \
+	@$(VPY) -m nodekit.kit broker --out $(OUT) --host $(BROKER_HOST) --ips "$(BROKER_IPS)" \
 	  --port $(PORT) --ws-port $(WS_PORT) \
 	  $(if $(CLIENT_CERTS),--client-certs $(CLIENT_CERTS)) $(if $(KEY_TYPE),--key-type $(KEY_TYPE)) \
 	  $(if $(WS_TLS),--ws-tls $(WS_TLS)) $(if $(LOCAL_PORT),--local-port $(LOCAL_PORT)) \
@@ -118,7 +123,7 @@ firmware: $(VENV)/.installed
 	$(VPY) -m nodekit.flash firmware --board "$(BOARD)" $(if $(SHA256),--sha256 $(SHA256))
 
 flash: setup
-	$(VPY) -m nodekit.flash flash --board "$(BOARD)" --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
+	@$(VPY) -m nodekit.flash flash --board "$(BOARD)" --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
 	  $(if $(SHA256),--sha256 $(SHA256)) $(if $(IMAGE),--image $(IMAGE)) $(if $(BAUD),--baud $(BAUD)) \
 	  $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
@@ -126,7 +131,7 @@ flash: setup
 # through safe mode. PY=1: lib/ as .py sources; MIP=1: umqtt.simple from micropython-lib (mpremote mip).
 .PHONY: deploy repl logs vboard
 deploy: $(VENV)/.installed .deps/umqtt/simple.py
-	$(VPY) -m nodekit.deploy --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
+	@$(VPY) -m nodekit.deploy --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
 	  $(if $(filter 1,$(PY)),--py) $(if $(filter 1,$(MIP)),--mip)
 
 repl: $(VENV)/.installed
@@ -146,7 +151,7 @@ soak: setup
 
 # Figures against a real Mosquitto (about 15 minutes; QUICK=1: tiny sizes): bench/results.json,
 # bench/results.md, bench/*.png and the table on screen. Not part of make test.
-bench: setup
+bench: setup $(VENV)/.installed-test
 	$(VPY) -m nodekit.bench $(if $(filter 1,$(QUICK)),--quick)
 
 clean:

@@ -11,7 +11,7 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from nodekit import REPO, kit, sim
+from nodekit import REPO, certs, kit, sim
 from nodekit.broker import Mosquitto, free_port, mosquitto_path
 
 # The board modules are importable for unit tests (config, commands, tls), with
@@ -115,6 +115,16 @@ class Broker:
                     persistent)
         self.witnesses.append(w)
         return w
+
+    def name_only(self, *dns):
+        """A server certificate that names only these (the kit's names localhost and 127.0.0.1),
+        for the seeds' "Hostname mismatch": Mosquitto restarted with it."""
+        out = pathlib.Path(self.out)
+        cert = certs.issue(certs.load_key(out / "ca.key"), certs.load_cert(out / "ca.pem"), dns[0],
+                           certs.load_key(out / "server.key"), 30, dns=list(dns))
+        certs.write_cert(str(out / "server.pem"), cert)
+        self.mosq.stop()
+        self.mosq.start()
 
     def stop(self):
         for w in self.witnesses:

@@ -15,7 +15,7 @@ def readings(w, n, timeout=20):
 def test_broker_restart_loses_no_reading(broker, start_node, runtime):
     # A persistent witness: the node may deliver its backlog before any new subscriber could
     # subscribe after the restart; the broker queues it for this one (and paho reconnects it).
-    w = broker.witness("maison/salon/valeur", persistent=True)
+    w = broker.witness("maison/salon/valeur", "maison/salon/stats", persistent=True)
     node = start_node(broker.node_config(period_s=0.3, payload="json"), runtime)
     first = readings(w, 2)
     broker.mosq.stop()
@@ -24,6 +24,11 @@ def test_broker_restart_loses_no_reading(broker, start_node, runtime):
     broker.mosq.start()
     node.wait_log(r"mqtt  connected to .*\(resumed session\)", timeout=40)
     got = readings(w, 8, timeout=40)
+    # The stats sent on connecting come after the backlog: nothing is shown waiting that has gone.
+    w.next("maison/salon/stats", timeout=20)  # (the next one the witness has not taken yet)
+    live = [json.loads(m[1]) for m in w.seen if m[0] == "maison/salon/stats" and not m[2]]  # not the retained copy
+    after = live[1:]  # the first: when the node first connected
+    assert after and after[0]["waiting"] == 0 and after[0]["sent"] >= len(first) + 3, after
     seqs = [r["seq"] for r in first] + [r["seq"] for r in got]
     # In order, none missing, from the first reading on (at-least-once: no gap).
     later = [r["seq"] for r in got]

@@ -24,10 +24,16 @@ def _readme_sample():
     return text[start:text.index("```", start)].splitlines()
 
 
+def _sim(sim_dir, *args):
+    # Its own process group, as a terminal's foreground job: Ctrl-C is os.killpg(SIGINT).
+    return subprocess.Popen([sys.executable, "-u", "-m", "nodekit.sim"] + list(args), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=dict(os.environ, SIM_DIR=str(sim_dir)))
+
+
 def test_the_readme_shows_what_a_first_make_sim_prints(tmp_path):
     sim_dir = tmp_path / "sim"
-    p = subprocess.Popen([sys.executable, "-u", "-m", "nodekit.sim"], cwd=REPO, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, env=dict(os.environ, SIM_DIR=str(sim_dir)))
+    p = _sim(sim_dir)
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(l.rstrip("\n") for l in p.stdout), daemon=True)
     reader.start()
@@ -40,7 +46,7 @@ def test_the_readme_shows_what_a_first_make_sim_prints(tmp_path):
         assert subprocess.run(["sh", "-c", cmd], timeout=20).returncode == 0
         while time.monotonic() < deadline and not any("led   on (ctrlled)" in l for l in lines):
             time.sleep(0.2)
-        p.send_signal(signal.SIGINT)  # Ctrl-C
+        os.killpg(p.pid, signal.SIGINT)  # Ctrl-C
         p.wait(timeout=20)
     finally:
         if p.poll() is None:
@@ -56,3 +62,23 @@ def test_the_readme_shows_what_a_first_make_sim_prints(tmp_path):
         "\n".join(missing), "\n".join(lines))
     assert "Traceback" not in "\n".join(lines)
     assert lines[-1] == "sim: stopping" or "sim: stopping" in lines[-3:], lines[-5:]
+
+
+def test_ctrl_c_on_make_sim_with_the_vm_stops_cleanly(tmp_path, runtime):
+    p = _sim(tmp_path / "sim", "--runtime", runtime)
+    try:
+        out = []
+        reader = threading.Thread(target=lambda: out.extend(l.rstrip("\n") for l in p.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("-> maison/salon/valeur" in l for l in out):
+            time.sleep(0.2)
+        os.killpg(p.pid, signal.SIGINT)
+        assert p.wait(timeout=20) == 0
+        reader.join(timeout=5)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert any("-> maison/salon/valeur" in l for l in out), out
+    assert "Traceback" not in "\n".join(out) and out[-1] == "sim: stopping", out[-6:]

@@ -72,7 +72,7 @@ def test_a_wifi_error_is_logged_and_retried(broker, start_node, runtime, tmp_pat
     (hw / "wifi_error").write_text("connect")  # connect() raises what the port raises for it
     node = start_node(cfg, runtime, board=board)
     assert node.sim.board_dir == hw
-    node.wait_log(r"wifi  Wi-Fi error: %s; trying again in \d+ s" % error)
+    node.wait_log(r"wifi  Wi-Fi error: %s; trying again in \d+\.\d s" % error)
     node.wait_log(r"(?s)Wi-Fi error.*wifi  joining 'maison'.*Wi-Fi error")  # tried again, still failing
     assert node.alive()
     node.sim.board_dir.joinpath("wifi_error").unlink()

@@ -229,7 +229,8 @@ def render_conf(out, s, user=None):
 
 def render_acl(s):
     lines = ["# Who may do what, written by nodekit.kit from kit.json. Nobody else gets anything.",
-             "# Everyone may read the broker's version (make doctor checks it).",
+             "# Everyone may read the broker's version (make doctor checks it). Mosquitto warns at start",
+             "# that this pattern has no %c or %u: on purpose, it is the same topic for every account.",
              "pattern read $SYS/broker/version", "",
              "user %s" % DASHBOARD, "topic read maison/#", "topic read $SYS/#",
              "topic read homeassistant/#",  # Home Assistant may log in with this account too

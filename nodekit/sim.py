@@ -190,9 +190,10 @@ class SimNode:
         env = dict(os.environ, SIMBOARD_DIR=str(self.board_dir), SIMBOARD_PORT=self.chip,
                    **dict(env, **self.extra_env))
         root = board_root(self.config_path, self.board_dir)
+        # Its own session: a Ctrl-C in the terminal reaches make sim, which stops the board (SIGTERM,
+        # as a power switch would), not the VM, which would print a KeyboardInterrupt traceback.
         self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=self.output,
-                                     stderr=subprocess.STDOUT if self.output else None,
-                                     start_new_session=self.output is not None)
+                                     stderr=subprocess.STDOUT if self.output else None, start_new_session=True)
         return self
 
     def in_bootloader(self):

@@ -151,7 +151,8 @@ class Room {
     if (!this.uplot) {
       this.uplot = new uPlot({
         width, height: 140, legend: { show: false }, cursor: { show: false },
-        scales: { x: { time: true } },
+        // One reading alone would stretch the time axis over years: give it a two-minute window.
+        scales: { x: { time: true, range: (u, min, max) => (min === max ? [min - 60, max + 60] : [min, max]) } },
         series: [{}, { label: this.name, stroke: '#1565c0', width: 2, points: { size: 4 } }],
         axes: [{ size: 30 }, { size: 64 }],
       }, [this.xs, this.ys], this.plotBox);

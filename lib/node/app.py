@@ -196,8 +196,8 @@ class Node:
                 self.announce()
                 self._announced = True
             self.publish_led()
-            self.publish_stats()
             self.deliver()
+            self.publish_stats()  # after the backlog: it says sent N, waiting 0, not the other way round
             return True
         except Exception as e:  # any failure of the link or the broker: say why, retry later
             s.close()

@@ -45,8 +45,8 @@ def sync(host, retry_ms):
     try:
         ntptime.settime()
     except Exception as e:  # OSError (no answer, no name), ValueError (short reply): retried
-        log("clock", "cannot set the clock from NTP server %s (%r); next try in %d s",
-            host, e, (retry_ms + 500) // 1000)
+        log("clock", "cannot set the clock from NTP server %s (%r); next try in %d.%d s",
+            host, e, retry_ms // 1000, retry_ms % 1000 // 100)
         return False
     log("clock", "set from %s: %04d-%02d-%02d %02d:%02d:%02d UTC", host, *time.gmtime()[:6])
     return True

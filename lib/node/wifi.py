@@ -90,7 +90,7 @@ class Wifi:
             delay = self._backoff(self._attempt)
             self._attempt += 1
             self._retry_at = time.ticks_add(now, delay)
-            log("wifi", "Wi-Fi error: %s; trying again in %d s", e, delay // 1000)
+            log("wifi", "Wi-Fi error: %s; trying again in %d.%d s", e, delay // 1000, delay % 1000 // 100)
             if self.wlan and self._ready:
                 try:
                     self.wlan.disconnect()  # stops a join the driver may still be making
@@ -134,8 +134,8 @@ class Wifi:
             delay = self._backoff(self._attempt)
             self._attempt += 1
             self._retry_at = time.ticks_add(now, delay)
-            log("wifi", "%s ('%s'); retrying in %d s", reason or "no connection after %d s" % (_JOIN_TIMEOUT_MS // 1000),
-                self.ssid, delay // 1000)
+            log("wifi", "%s ('%s'); retrying in %d.%d s", reason or "no connection after %d s" % (_JOIN_TIMEOUT_MS // 1000),
+                self.ssid, delay // 1000, delay % 1000 // 100)
         elif time.ticks_diff(now, self._retry_at) >= 0:
             log("wifi", "joining '%s'", self.ssid)
             self._said = None

@@ -1,10 +1,10 @@
 """make bench: the node's figures, measured against a real Mosquitto running the project's
 broker kit, under CPython and the MicroPython VM, beside a naive reference loop.
 
-    .venv/bin/python -m nodekit.bench [--quick] [--out bench] [--no-fleet]
+    .venv/bin/python -m nodekit.bench [--quick] [--out DIR] [--no-fleet]
 
-Writes OUT/results.json, OUT/results.md (the table), OUT/latency.png and OUT/cadence.png,
-and prints the table. --quick runs every measurement on tiny sizes (the smoke test's mode).
+Writes OUT/results.json, OUT/results.md (the table), OUT/latency.png and OUT/cadence.png
+(OUT: bench/, or bench/quick/ with --quick), and prints the table. --quick runs every measurement on tiny sizes (the smoke test's mode).
 """
 import argparse
 import datetime
@@ -139,7 +139,8 @@ def fleet(quick):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
-    ap.add_argument("--out", default=str(REPO / "bench"), help="where results.json and the plots go")
+    ap.add_argument("--out", help="where results.json and the plots go (default bench/, and bench/quick/ for "
+                                  "--quick, so a quick run never replaces the full run's results)")
     ap.add_argument("--no-fleet", action="store_true", help="leave out the fleet benchmark")
     a = ap.parse_args(argv)
     if not sim.micropython_path():
@@ -154,7 +155,7 @@ def main(argv=None):
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # killed: stop the boards, tshark and the broker
     p = QUICK if a.quick else FULL
-    out = pathlib.Path(a.out)
+    out = pathlib.Path(a.out or REPO / "bench" / ("quick" if a.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-"))
