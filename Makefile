@@ -110,7 +110,7 @@ broker-install: $(VENV)/.installed
 
 node: $(VENV)/.installed
 	@test -n "$(ROOM)" || { echo "make node: give the room, e.g. make node ROOM=salon OUT=$(OUT)"; exit 2; }
-	$(VPY) -m nodekit.kit node --out $(OUT) --room $(ROOM) $(if $(BOARD),--board $(BOARD))
+	$(VPY) -m nodekit.kit node --out "$(OUT)" --room '$(subst ','\'',$(ROOM))' $(if $(BOARD),--board "$(BOARD)")
 
 doctor: $(VENV)/.installed .deps/umqtt/simple.py
 	@test -n "$(CONFIG)" || { echo "make doctor: give the node's config, e.g. make doctor CONFIG=kit/nodes/salon/config.json"; exit 2; }
@@ -149,7 +149,7 @@ DURATION ?= 3600
 soak: setup
 	$(VPY) -m nodekit.soak --duration $(DURATION) --runtime $(if $(filter cpython,$(RUNTIME)),cpython,micropython)
 
-# Figures against a real Mosquitto (about 15 minutes; QUICK=1: tiny sizes): bench/results.json,
+# Figures against a real Mosquitto (about 12 minutes; QUICK=1: tiny sizes, into bench/quick/): bench/results.json,
 # bench/results.md, bench/*.png and the table on screen. Not part of make test.
 bench: setup $(VENV)/.installed-test
 	$(VPY) -m nodekit.bench $(if $(filter 1,$(QUICK)),--quick)

@@ -18,6 +18,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 import paho.mqtt.client as paho
@@ -147,11 +148,23 @@ def add_account(b, user, acl=()):
     return pw
 
 
-def mosquitto_pub(port, *args, payload="21.5"):
-    """mosquitto_pub as an independent client: (exit code, what it printed)."""
-    r = subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(port), "-q", "1", "-t", "maison/salon/valeur",
-                        "-m", payload, "-i", "pub-%d" % time.monotonic_ns()] + list(args),
-                       capture_output=True, text=True, timeout=30)
+def mosquitto_pub(port, *args, payload="21.5", password=None):
+    """mosquitto_pub as an independent client: (exit code, what it printed). The password goes
+    in an option file ($XDG_CONFIG_HOME/mosquitto_pub), never in the process's arguments."""
+    env = None
+    if password is not None:
+        d = tempfile.mkdtemp(prefix="pub-options-")
+        fd = os.open(os.path.join(d, "mosquitto_pub"), os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("-P %s\n" % password)
+        env = dict(os.environ, XDG_CONFIG_HOME=d)
+    try:
+        r = subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(port), "-q", "1", "-t", "maison/salon/valeur",
+                            "-m", payload, "-i", "pub-%d" % time.monotonic_ns()] + list(args),
+                           capture_output=True, text=True, timeout=30, env=env)
+    finally:
+        if env:
+            shutil.rmtree(env["XDG_CONFIG_HOME"])
     return r.returncode, r.stdout + r.stderr
 
 
@@ -176,10 +189,10 @@ def test_anonymous_and_wrong_password_are_refused(broker, clients):
     # The same, seen by Mosquitto's own client.
     tls = ["--cafile", broker.ca]
     for port, extra in ((broker.port, tls), (broker.local_port, [])):
-        for who in ([], ["-u", dash["user"], "-P", "not-the-password"]):
-            rc, said = mosquitto_pub(port, *(extra + who))
+        for who, pw in (([], None), (["-u", dash["user"]], "not-the-password")):
+            rc, said = mosquitto_pub(port, *(extra + who), password=pw)
             assert rc != 0 and "not authorised" in said, (port, who, said)
-        rc, said = mosquitto_pub(port, *(extra + ["-u", dash["user"], "-P", dash["password"]]))
+        rc, said = mosquitto_pub(port, *(extra + ["-u", dash["user"]]), password=dash["password"])
         assert rc == 0, said
 
 
@@ -191,7 +204,7 @@ def test_client_certificates_are_required_and_name_the_user(make_broker, clients
     dash = b.dashboard
     # No certificate: refused even with the dashboard's valid password.
     assert clients(b.port, dash["user"], dash["password"], ca=b.ca).outcome() != "accepted"
-    rc, said = mosquitto_pub(b.port, "--cafile", b.ca, "-u", dash["user"], "-P", dash["password"])
+    rc, said = mosquitto_pub(b.port, "--cafile", b.ca, "-u", dash["user"], password=dash["password"])
     assert rc != 0, said
     assert "peer did not return a certificate" in b.mosq.log()
     # A certificate from another CA, with the CN of a real node: refused.
@@ -696,3 +709,13 @@ def test_a_port_already_taken_on_this_pc_is_named_with_what_to_do(tmp_path):
                                                           "Mosquitto could not listen there" % port), r.stderr
     finally:
         held.close()
+
+
+def test_make_node_passes_the_room_to_no_shell(tmp_path):
+    out = tmp_path / "kit"
+    kit.make_broker(str(out), host="localhost")
+    marker = tmp_path / "ran"
+    r = subprocess.run(["make", "-s", "--no-print-directory", "node", "OUT=%s" % out,
+                        "ROOM=x'; touch %s; echo '" % marker], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert not marker.exists(), r.stdout + r.stderr
+    assert r.returncode != 0 and "kit: ROOM: " in r.stderr, r.stderr

@@ -91,9 +91,9 @@ def wait_for(pred, what, timeout=15.0):
 
 
 def mosquitto_sub(b, topic, count):
-    return subprocess.Popen(["mosquitto_sub", "-h", "localhost", "-p", str(b.port), "--cafile", b.ca,
-                             "-u", b.dashboard["user"], "-P", b.dashboard["password"], "-t", topic,
-                             "-C", str(count), "-W", "30"], stdout=subprocess.PIPE, text=True)
+    # The dashboard account's options (host, port, CA, user, password) from the kit's option file.
+    return subprocess.Popen(["mosquitto_sub", "-t", topic, "-C", str(count), "-W", "30"], stdout=subprocess.PIPE,
+                            text=True, env=dict(os.environ, XDG_CONFIG_HOME=os.path.join(b.out, "clients", "here")))
 
 
 # Every text the page puts into a card's reading, in order (the records' own text nodes:
