@@ -50,7 +50,7 @@ def test_defaults():
     assert cfg["mqtt"]["port"] == 8883 and cfg["mqtt"]["keepalive"] == 60
     assert cfg["mqtt"]["client_id"] is None
     assert cfg["led"] == {"pin": 2, "active_low": True}
-    assert cfg["sensor"] == {"type": "adc", "pin": 0}
+    assert cfg["sensor"] == {"type": "adc", "pin": 0, "unit": None, "scale": 1, "offset": 0}
     assert cfg["ntp"] == {"host": "pi"}  # the broker's host is the default time server
     plain = config.check({"room": "c", "wifi": {"ssid": "x"}, "mqtt": {"host": "pi", "tls": False}})
     assert plain["mqtt"]["port"] == 1883 and plain["mqtt"]["tls"] is None
@@ -73,6 +73,9 @@ BAD = [
     ({"period_s": 0}, None, "config: period_s: expected a number of seconds 0.05..86400, got 0"),
     ({"led.active_low": "yes"}, None, 'config: led.active_low: expected true or false, got "yes"'),
     ({"sensor.type": "dht22"}, None, 'config: sensor.type: expected "adc" or "sim", got "dht22"'),
+    ({"sensor.unit": 'deg"C'}, None, 'config: sensor.unit: expected a short text (at most 8 characters, no quotes), e.g. "°C" or "%", or null, got "deg\\"C"'),
+    ({"sensor.unit": "millivolts"}, None, 'config: sensor.unit: expected a short text (at most 8 characters, no quotes), e.g. "°C" or "%", or null, got "millivolts"'),
+    ({"sensor.scale": "0.1"}, None, 'config: sensor.scale: expected a number (reading = raw * scale + offset), got "0.1"'),
     ({"perod_s": 5}, None, "config: perod_s: unknown key (known: room, board, wifi, mqtt, period_s, led, sensor, ntp, buffer, payload, qos, backoff_max_s, stats_s, watchdog_s, homeassistant)"),
     ({"mqtt.tls.capath": "x"}, None, "config: mqtt.tls.capath: unknown key (known: ca, cert, key)"),
 ]

@@ -139,6 +139,7 @@ def test_a_person_sees_the_room_and_switches_its_led(tls_kit, start_node):
             assert page.evaluate("window.shown")[:3] == seen
             expect(card.locator(".status")).to_have_text("online")
             expect(card.locator(".health")).to_contain_text("health: ok · node ", timeout=WAIT_MS)
+            expect(card.locator(".unit")).to_have_text("°C")  # the simulated sensor's, from its stats
             expect(card.locator(".age")).to_contain_text(" s ago")
             # The plot since the page opened: a second reading draws a line.
             expect(card.locator(".plot canvas")).to_have_count(1, timeout=WAIT_MS)

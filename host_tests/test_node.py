@@ -1,5 +1,6 @@
 """The node end to end, under CPython and the MicroPython VM, against a real
 Mosquitto running the project's broker kit, seen by an independent client."""
+import json
 import re
 import time
 
@@ -31,6 +32,20 @@ def test_readings_arrive(broker, start_node, runtime, board):
     assert all(15 < v < 30 for v in values), values  # the sim sensor: a room temperature
     assert w.next("maison/salon/status", where=lambda m: m[1] == b"online")
     node.wait_log(r"mqtt  connected to localhost:\d+ as salon-[0-9a-f]{8,12}")
+    assert "Traceback" not in node.log()
+
+
+
+
+def test_an_adc_reading_in_the_configs_unit(broker, start_node, runtime):
+    # A light sensor on A0 read as a percentage: reading = raw * scale + offset, "%" in the stats.
+    w = broker.witness("maison/salon/valeur", "maison/salon/stats")
+    cfg = broker.node_config(period_s=0.3, sensor={"type": "adc", "pin": 0, "unit": "%", "scale": 100 / 65535})
+    node = start_node(cfg, runtime)
+    (node.sim.board_dir / "adc0").write_text("16384")
+    assert w.next("maison/salon/valeur", where=lambda m: m[1] == b"25.00", timeout=30)
+    stats = json.loads(w.next("maison/salon/stats", timeout=30)[1])
+    assert stats["unit"] == "%"
     assert "Traceback" not in node.log()
 
 

@@ -56,6 +56,7 @@ class Room {
     const id = `room-${nextId++}`;
     this.status = el('span', { className: 'status', textContent: 'status unknown' });
     this.value = el('span', { className: 'value', textContent: '—' });
+    this.unit = el('span', { className: 'unit' }); // from the node's stats (config sensor.unit)
     this.age = el('span', { className: 'age', textContent: 'no reading yet' });
     this.plotBox = el('div', { className: 'plot', role: 'img' });
     this.plotBox.setAttribute('aria-label', `Readings of ${name} since the page opened`);
@@ -68,7 +69,7 @@ class Room {
     const title = el('h2', { id: `${id}-name`, textContent: name });
     this.card = el('section', { className: 'room' },
       el('header', {}, title, this.status),
-      el('p', { className: 'reading' }, this.value, ' ', this.age),
+      el('p', { className: 'reading' }, this.value, ' ', this.unit, ' ', this.age),
       this.plotBox,
       this.health,
       el('label', { className: 'switch', htmlFor: `${id}-led` }, this.switch, ' LED'),
@@ -129,6 +130,7 @@ class Room {
       if (typeof st[key] === 'number') parts.push(`${what} ${st[key]}`);
     }
     if (typeof st.free_heap === 'number') parts.push(`free heap ${Math.round(st.free_heap / 1024)} KB`);
+    this.unit.textContent = typeof st.unit === 'string' ? st.unit.slice(0, 8) : '';
     this.health.textContent = `health: ${problems.length ? problems.join(', ') : 'ok'} · ${parts.join(' · ')}`;
     this.health.classList.toggle('problem', problems.length > 0);
   }

@@ -68,6 +68,7 @@ class Node:
         cap = cfg["backoff_max_ms"]
         self.wifi = Wifi(cfg["wifi"], lambda attempt: backoff_ms(attempt, cap), cfg["mqtt"]["host"])
         self.stats = Stats()
+        self.stats.unit = cfg["sensor"]["unit"]
         self.t_stats = ("maison/%s/stats" % room).encode()
         self.seq = 0
         self.is_int = None  # the sensor's kind of number, learnt from its first reading

@@ -144,11 +144,24 @@ def check(raw, platform=None):
     led = {"pin": _int(led, "pin", "led.pin", 0, 255, 2),
            "active_low": _bool(led, "active_low", "led.active_low", True)}
 
-    sensor = _section(raw.get("sensor", {}), "sensor", ("type", "pin"))
+    sensor = _section(raw.get("sensor", {}), "sensor", ("type", "pin", "unit", "scale", "offset"))
     kind = sensor.get("type", "adc")
     if kind not in SENSORS:
         _fail("sensor.type", " or ".join('"%s"' % s for s in SENSORS), kind)
-    sensor = {"type": kind, "pin": _int(sensor, "pin", "sensor.pin", 0, 255, 0)}
+    # What a reading is in: the simulated sensor gives degrees; an ADC gives 0..65535 unless
+    # scale and offset turn it into something (reading = raw * scale + offset).
+    unit = sensor.get("unit", "°C" if kind == "sim" else None)
+    if unit is not None and (type(unit) is not str or not 0 < len(unit) <= 8
+                             or any(c in '"\\' or ord(c) < 32 for c in unit)):
+        _fail("sensor.unit", 'a short text (at most 8 characters, no quotes), e.g. "°C" or "%", or null', unit)
+    linear = []
+    for key, default in (("scale", 1), ("offset", 0)):
+        v = sensor.get(key, default)
+        if type(v) not in (int, float):
+            _fail("sensor." + key, "a number (reading = raw * scale + offset)", v)
+        linear.append(v)
+    sensor = {"type": kind, "pin": _int(sensor, "pin", "sensor.pin", 0, 255, 0), "unit": unit,
+              "scale": linear[0], "offset": linear[1]}
 
     ntp = raw.get("ntp")
     if ntp is None:

@@ -41,7 +41,9 @@ def configs(cfg, uid):
     if cfg["payload"] == "json":
         sensor["value_template"] = "{{ value_json.value }}"
     if cfg["sensor"]["type"] == "sim":  # the simulated sensor gives a room temperature
-        sensor.update(device_class="temperature", unit_of_measurement="°C")
+        sensor["device_class"] = "temperature"
+    if cfg["sensor"].get("unit"):
+        sensor["unit_of_measurement"] = cfg["sensor"]["unit"]
     switch = dict(common, name="LED", unique_id=uid + "_led", command_topic=base + "/led/set",
                   state_topic=base + "/led", payload_on="ON", payload_off="OFF", state_on="1",
                   state_off="0", qos=1)

@@ -15,7 +15,11 @@ def make(cfg):
     import machine
 
     if cfg["type"] == "adc":
-        return machine.ADC(cfg["pin"]).read_u16  # the board's analog input, 0..65535, as the seeds read it
+        read = machine.ADC(cfg["pin"]).read_u16  # the board's analog input, 0..65535, as the seeds read it
+        scale, offset = cfg["scale"], cfg["offset"]
+        if scale == 1 and offset == 0:
+            return read
+        return lambda: round(read() * scale + offset, 2)  # in the config's unit
     uid = machine.unique_id()
     phase = (uid[-1] << 8 | uid[-2]) / 65536
     return lambda: _sim(phase)

@@ -11,6 +11,7 @@ class Stats:
         self.sent = self.commands = self.ignored = self.sensor_errors = 0
         self.reconnects = self.id_conflicts = self.memory_errors = 0
         self.reset_cause = "unknown"  # node/start.py tells it
+        self.unit = None  # what the readings are in (config sensor.unit), for the dashboard
         self.uptime_s = 0  # summed, since ticks wrap after 12 days
         self._last = time.ticks_ms()
 
@@ -23,8 +24,8 @@ class Stats:
         return ('{"version": "%s", "uptime_s": %d, "sent": %d, "waiting": %d, "dropped": %d, '
                 '"reconnects": %d, "wifi_losses": %d, "commands": %d, "ignored": %d, '
                 '"sensor_errors": %d, "id_conflicts": %d, "memory_errors": %d, "free_heap": %s, '
-                '"reset_cause": "%s"}' % (
+                '"reset_cause": "%s", "unit": %s}' % (
                     __version__, self.uptime_s, self.sent, backlog.count, backlog.dropped,
                     self.reconnects, wifi_losses, self.commands, self.ignored, self.sensor_errors,
                     self.id_conflicts, self.memory_errors, "null" if free is None else "%d" % free,
-                    self.reset_cause))
+                    self.reset_cause, "null" if self.unit is None else '"%s"' % self.unit))
