@@ -110,7 +110,7 @@ broker-install: $(VENV)/.installed
 
 node: $(VENV)/.installed
 	@test -n "$(ROOM)" || { echo "make node: give the room, e.g. make node ROOM=salon OUT=$(OUT)"; exit 2; }
-	$(VPY) -m nodekit.kit node --out "$(OUT)" --room '$(subst ','\'',$(ROOM))' $(if $(BOARD),--board "$(BOARD)")
+	$(VPY) -m nodekit.kit node --out "$(OUT)" --room '$(subst ','\'',$(value ROOM))' $(if $(BOARD),--board "$(BOARD)")
 
 doctor: $(VENV)/.installed .deps/umqtt/simple.py
 	@test -n "$(CONFIG)" || { echo "make doctor: give the node's config, e.g. make doctor CONFIG=kit/nodes/salon/config.json"; exit 2; }

@@ -719,3 +719,7 @@ def test_make_node_passes_the_room_to_no_shell(tmp_path):
                         "ROOM=x'; touch %s; echo '" % marker], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert not marker.exists(), r.stdout + r.stderr
     assert r.returncode != 0 and "kit: ROOM: " in r.stderr, r.stderr
+    # Nor to make's own expansion: $SYS stays $SYS (it became YS).
+    r = subprocess.run(["make", "-s", "--no-print-directory", "node", "OUT=%s" % out, "ROOM=$SYS"], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and (out / "nodes" / "$SYS" / "config.json").exists(), r.stdout + r.stderr
