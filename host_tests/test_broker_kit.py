@@ -271,7 +271,9 @@ def test_a_node_writes_only_in_its_own_room(broker, clients):
     cuisine.subscribe("ctrlled", "maison/cuisine/led/set")
     salon = login(clients, broker.port, "salon", salon_pw, broker.ca)
     for topic in ("maison/cuisine/valeur", "maison/cuisine/status", "maison/cuisine/led/set", "ctrlled",
-                  "maison/valeur", "$SYS/broker/version"):
+                  "maison/valeur", "$SYS/broker/version",
+                  # its own room, but not a topic a node publishes: no store for retained junk
+                  "maison/salon/junk", "maison/salon/valeur/x", "homeassistant/sensor/maison_salon/other/config"):
         salon.publish(topic, b"forged")
     salon.publish("maison/salon/valeur", b"21.5")
     assert dash.next("maison/salon/valeur")[1] == b"21.5"
@@ -723,3 +725,45 @@ def test_make_node_passes_the_room_to_no_shell(tmp_path):
     r = subprocess.run(["make", "-s", "--no-print-directory", "node", "OUT=%s" % out, "ROOM=$SYS"], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and (out / "nodes" / "$SYS" / "config.json").exists(), r.stdout + r.stderr
+
+
+def test_what_the_broker_keeps_for_an_absent_node_is_bounded(broker):
+    # A node away with its persistent session; 1,500 commands of 3,000 bytes meanwhile (4.5 MB): the
+    # broker keeps at most 1 MiB of them for it, not 1,000 of them (3 MB), its default.
+    pw = node_password(broker, "salon")
+
+    def node_client():
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="salon-queue", clean_session=False)
+        c.username_pw_set("salon", pw)
+        c.tls_set(ca_certs=broker.ca)
+        return c
+
+    got = queue.Queue()
+    c = node_client()
+    c.connect("localhost", broker.port)
+    c.loop_start()
+    c.subscribe("ctrlled", qos=1)[1]
+    time.sleep(1)
+    c.disconnect()
+    c.loop_stop()
+    w = broker.witness()
+    for i in range(1500):
+        w.c.publish("ctrlled", b"%d" % (i % 2) * 3000, qos=1)
+    w.c.publish("ctrlled", b"1", qos=1).wait_for_publish(60)
+    c = node_client()
+    c.on_message = lambda cl, u, m: got.put(m.payload)
+    c.connect("localhost", broker.port)
+    c.loop_start()
+    try:
+        n, quiet_since = 0, time.monotonic()
+        while time.monotonic() - quiet_since < 3:
+            try:
+                got.get(timeout=0.5)
+                n += 1
+                quiet_since = time.monotonic()
+            except queue.Empty:
+                pass
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    assert 100 <= n <= (1 << 20) // 3000 + 1, n  # (the one that crosses the bound is kept)

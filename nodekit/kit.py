@@ -138,6 +138,11 @@ def _server_names_changed(out, s):
 
 # --- mosquitto.conf and ACL ---------------------------------------------------
 MAX_PACKET = 4096  # bytes: mosquitto.conf max_packet_size (see render_conf)
+# Kept for an absent client: Mosquitto's default count, and at most 1 MiB (its default has no byte
+# bound: 1000 packets of 4 KB, 4 MB per client). A node's commands and a bridge's copies of readings
+# are tens of bytes each, so 1 MiB is hundreds of times what the house needs.
+MAX_QUEUED = 1000
+MAX_QUEUED_BYTES = 1 << 20
 
 
 def page_listener(s):
@@ -181,6 +186,10 @@ def render_conf(out, s, user=None):
              # IV, MAC and padding (64 bytes at most) must stay under that. Discovery configs
              # and stats are under 1 KB.
              "max_packet_size %d" % MAX_PACKET,
+             # What the broker keeps for a client that is away (a node's commands, a bridge's
+             # copies): bounded, so no account can fill the Pi's memory or disk through a queue.
+             "max_queued_messages %d" % MAX_QUEUED,
+             "max_queued_bytes %d" % MAX_QUEUED_BYTES,
              ""]
     if user:
         lines[3:3] = ["user %s" % user]
@@ -227,6 +236,9 @@ def render_conf(out, s, user=None):
     return "\n".join(lines)
 
 
+NODE_TOPICS = ("valeur", "status", "led", "stats")  # maison/<room>/...: what a node may write
+
+
 def render_acl(s):
     lines = ["# Who may do what, written by nodekit.kit from kit.json. Nobody else gets anything.",
              "# Everyone may read the broker's version (make doctor checks it). Mosquitto warns at start",
@@ -239,10 +251,13 @@ def render_acl(s):
     from node.homeassistant import PREFIX, object_id
 
     for room in s["nodes"]:
-        lines += ["user %s" % room, "topic write maison/%s/#" % room, "topic read ctrlled",
-                  "topic read maison/%s/led/set" % room,
+        # Exactly the topics a node publishes (lib/node/app.py, session.py, homeassistant.py), not
+        # maison/<room>/#: under a wildcard an account could keep any number of retained messages.
+        lines += ["user %s" % room] + ["topic write maison/%s/%s" % (room, t) for t in NODE_TOPICS] + [
+                  "topic read ctrlled", "topic read maison/%s/led/set" % room,
                   # Home Assistant discovery ("homeassistant": true in the node's config)
-                  "topic write %s/+/%s/#" % (PREFIX, object_id(room)), ""]
+                  "topic write %s/sensor/%s/valeur/config" % (PREFIX, object_id(room)),
+                  "topic write %s/switch/%s/led/config" % (PREFIX, object_id(room)), ""]
     return "\n".join(lines)
 
 
