@@ -563,9 +563,8 @@ def report_probe(r, cfg, ident, res, login_rc):
         return
     denied = [(t, c) for t, c in res["publish"] if c >= 0x80]
     if denied:
-        # The kit's acl lines that allow them (nodekit/kit.py render_acl).
-        need = dict.fromkeys("homeassistant/+/%s/#" % t.split("/")[2] if t.startswith("homeassistant/")
-                             else "maison/%s/#" % room for t, _ in denied)
+        # The kit's acl lines that allow them (nodekit/kit.py render_acl: each topic exactly).
+        need = dict.fromkeys(t for t, _ in denied)
         r.fail("publish", "the broker refuses %s publishing on %s (PUBREC %s): the node's messages there would "
                "vanish without an error (MQTT 3.1.1 acknowledges them anyway); its acl needs `topic write "
                "%s` under `user %s`, then reload Mosquitto"

@@ -31,6 +31,13 @@ _LINK_CHECK_MS = const(1000)  # how often an idle node looks at its Wi-Fi link; 
 _QUIET_MS = const(1000)       # at most one "ignored" line per second, however much garbage comes
 _SHORT_LIFE_MS = const(30000)  # a connection the broker closes sooner hints at a duplicate client id
 _MEMORY_RESETS = const(5)     # MemoryErrors in a row, in the same step, before a controlled reset
+# A flood of valid commands (10,000 toggles in half a second) must not take the schedule: in each
+# second, the first _CMD_TOLD are logged and echoed one by one; the rest only switch the LED, and
+# the second ends with one line and one echo of where it stands. The LED's state is written to
+# flash at most once per _SAVE_MS (an isolated command at once), and always before a reset.
+_CMD_WINDOW_MS = const(1000)
+_CMD_TOLD = const(10)
+_SAVE_MS = const(1000)
 
 
 class Node:
@@ -80,6 +87,9 @@ class Node:
         # that still succeed never hide a handshake that can never get its memory.
         self._oom_read = self._oom_link = 0
         self._announced = False  # Home Assistant discovery: once per boot, on the first connect
+        self._cmd_window = self._saved_at = time.ticks_add(time.ticks_ms(), -_SAVE_MS)
+        self._cmd_count = self._cmd_untold = 0
+        self._led_dirty = False  # switched since led.state was last written
         from node import start  # imported by main(), which unloads it after the start
 
         start.restore_led(self, _LED_STATE_FILE)
@@ -103,10 +113,32 @@ class Node:
         self.stats.commands += 1
         on = not self.led_on if cmd == commands.TOGGLE else cmd == commands.ON
         if on != self.led_on:
-            self.switch_led(on)
-            self._save_led()
+            self.switch_led(on)  # at once, whatever the rate: the LED follows every command
+            self._led_dirty = True
+        now = time.ticks_ms()
+        if time.ticks_diff(now, self._cmd_window) >= _CMD_WINDOW_MS:
+            self._cmd_window = now
+            self._cmd_count = 0
+        self._cmd_count += 1
+        if self._cmd_count > _CMD_TOLD:
+            self._cmd_untold += 1  # a burst: told and echoed once, when its second ends (settle_led)
+            return
+        self.settle_led(now)
         log("led", "%s (%s)", "on" if on else "off", topic.decode())
         self.publish_led()
+
+    def settle_led(self, now):
+        """What a burst of commands put off: led.state written (at most once per _SAVE_MS), and
+        once its second is over, one line and one echo saying where the LED stands. Called by
+        the loop at every turn."""
+        if self._led_dirty and time.ticks_diff(now, self._saved_at) >= _SAVE_MS:
+            self._saved_at = now
+            self._save_led()
+        if self._cmd_untold and time.ticks_diff(now, self._cmd_window) >= _CMD_WINDOW_MS:
+            log("led", "%s (after %d more commands in a second)", "on" if self.led_on else "off", self._cmd_untold)
+            self._cmd_untold = 0
+            if self.session.connected:  # else the echo goes out on connecting (try_connect)
+                self.publish_led()
 
     def switch_led(self, on):
         self._led_pin.value(on != self._led_low)
@@ -116,7 +148,9 @@ class Node:
         self.session.publish(self.t_led, b"1" if self.led_on else b"0", True)
 
     def _save_led(self):
-        # Written only when a command changes the LED, so the flash does not wear.
+        # Written only when a command changes the LED, and at most once per _SAVE_MS (settle_led),
+        # so the flash does not wear.
+        self._led_dirty = False
         try:
             with open(_LED_STATE_FILE, "w") as f:
                 f.write("1" if self.led_on else "0")
@@ -217,6 +251,8 @@ class Node:
         gc.collect()
         if in_a_row >= _MEMORY_RESETS:
             log("boot", "out of memory %d times in a row (%s): resetting", in_a_row, e)
+            if self._led_dirty:
+                self._save_led()  # the last commanded state survives the reset
             machine.reset()
         return in_a_row
 
@@ -272,6 +308,10 @@ class Node:
         while True:
             watchdog.feed()
             now = time.ticks_ms()
+            try:
+                self.settle_led(now)
+            except Exception as e:  # its echo met a broken connection
+                self._lost(e)
             if self.session.connected and time.ticks_diff(now, t_stats) >= 0:
                 t_stats = _next_slot(t_stats, stats_ms, now)
                 try:

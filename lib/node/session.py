@@ -24,6 +24,7 @@ _RECENT = const(8)  # QoS 1 packet ids remembered to spot a redelivery
 _CMD_MAX = const(64)
 _TOPIC_MAX = const(128)  # ours are ctrlled and maison/<room>/led/set: a longer topic is not
 _PKT = const(96)  # a reading's PUBLISH fits: larger ones (stats) get their own buffer
+_DRAIN_MAX = const(32)  # packets handled per wait(): a flood of commands never holds the loop
 _SOCKET_TIMEOUT_S = const(10)  # bounds connect, the TLS handshake and every wait for an answer
 # axTLS, the ESP8266's TLS, allocates from the GC heap and crashes the chip (no MemoryError)
 # when an allocation fails (ports/esp8266/posix_helpers.c). Its largest piece is its SSL
@@ -372,22 +373,25 @@ class Session:
             self._arm()
             self.client.ping()  # the PINGRESP proves the broker is still there
             self._last_tx = self._last_ping = now
-        self._drain()
+        if self._drain():
+            return  # more is waiting: the loop comes round first (readings keep their slots)
         for _, ev in self._poll(max(0, min(timeout_ms, half // 2))):
             if ev & _HUP:
                 raise OSError("connection closed by the broker")
             self._drain()
 
     def _drain(self):
-        """Hand on every packet that has arrived, without waiting for more."""
-        while True:
+        """Hand on the packets that have arrived, at most _DRAIN_MAX, without waiting for more.
+        True when it stopped at that bound with more perhaps waiting."""
+        for _ in range(_DRAIN_MAX):
             op = self.client.check_msg()  # raises OSError(-1) if the broker closed the socket
             if op is None:
-                return
+                return False
             if op != _PINGRESP and op & 0xF0 != 0x30:
                 # Anything but a PUBLISH here leaves its body unread: the stream is lost.
                 raise OSError("unexpected packet 0x%02x from the broker" % op)
             self._last_rx = time.ticks_ms()
+        return True
 
     def close(self):
         if self.client.sock:
