@@ -69,7 +69,7 @@ class Node:
         self.read = sensor.make(cfg["sensor"])  # () -> a reading
         # Stable across reboots: the room plus the chip's own id.
         self.client_id = cfg["mqtt"]["client_id"] or "%s-%s" % (room, hexlify(machine.unique_id()).decode())
-        self.session = Session(cfg, self.client_id, self.on_message)
+        self.session = Session(cfg, self.client_id, self.on_message, self.on_puback)
         gc.collect()
         self.backlog = Backlog(cfg["buffer"])
         cap = cfg["backoff_max_ms"]
@@ -87,6 +87,7 @@ class Node:
         # that still succeed never hide a handshake that can never get its memory.
         self._oom_read = self._oom_link = 0
         self._announced = False  # Home Assistant discovery: once per boot, on the first connect
+        self._stats_due = False  # stats to send once the backlog delivered on connecting is through
         self._cmd_window = self._saved_at = time.ticks_add(time.ticks_ms(), -_SAVE_MS)
         self._cmd_count = self._cmd_untold = 0
         self._led_dirty = False  # switched since led.state was last written
@@ -180,12 +181,14 @@ class Node:
         return "%d" % value if self.is_int else "%.2f" % value
 
     def deliver(self):
-        """Publish waiting readings, oldest first. With QoS 1 (the default) each is dropped
-        from the backlog only once the broker has acknowledged it; QoS 0 ("qos": 0) saves
-        the PUBACK's radio time, and a reading written just before the link breaks is lost."""
+        """Publish waiting readings, oldest first. With QoS 1 (the default) one is in flight at
+        a time, and it leaves the backlog only when its PUBACK comes (on_puback, which sends the
+        next): the loop never waits for an acknowledgement, so readings keep their slots while
+        the broker is slow or a flood of commands stands before the PUBACK. QoS 0 ("qos": 0)
+        saves the PUBACK's radio time, and a reading written just before the link breaks is lost."""
         b = self.backlog
-        qos = self._qos
-        while b.count and self.session.connected:
+        s = self.session
+        while b.count and s.connected and not s.inflight:
             value, ticks, seq = b.oldest()
             text = self._text(value)
             if self._json:
@@ -193,12 +196,26 @@ class Node:
                     text, seq, time.ticks_diff(time.ticks_ms(), ticks))
             else:
                 payload = text
-            self.session.publish(self.t_value, payload.encode(), False, qos)
-            watchdog.feed()  # acknowledged: a long backlog is progress, not a hang
-            b.pop()
-            self.stats.sent += 1
-            log("read", "%s -> %s%s", text, self.t_value.decode(),
-                " (late, %d waiting)" % b.count if b.count else "")
+            s.publish(self.t_value, payload.encode(), False, self._qos, False)
+            if not self._qos:
+                self._delivered()
+
+    def on_puback(self, pid):
+        """The broker has the reading in flight (node/session.py hands on its PUBACK)."""
+        watchdog.feed()  # acknowledged: a long backlog is progress, not a hang
+        self._delivered()
+        self.deliver()
+        if self._stats_due and not self.backlog.count:  # the backlog is through: say so
+            self._stats_due = False
+            self.publish_stats()
+
+    def _delivered(self):
+        b = self.backlog
+        text = self._text(b.oldest()[0])
+        b.pop()
+        self.stats.sent += 1
+        log("read", "%s -> %s%s", text, self.t_value.decode(),
+            " (late, %d waiting)" % b.count if b.count else "")
 
     # --- connection -------------------------------------------------------------
     def publish_stats(self):
@@ -232,7 +249,11 @@ class Node:
                 self._announced = True
             self.publish_led()
             self.deliver()
-            self.publish_stats()  # after the backlog: it says sent N, waiting 0, not the other way round
+            # After the backlog (on_puback sends them once it is through): they say sent N,
+            # waiting 0, not the other way round.
+            self._stats_due = bool(self.backlog.count)
+            if not self._stats_due:
+                self.publish_stats()
             return True
         except Exception as e:  # any failure of the link or the broker: say why, retry later
             s.close()

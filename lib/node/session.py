@@ -123,9 +123,17 @@ class _Client(MQTTClient):
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.rearm = None  # set by Session: re-applies the socket timeout
+        self.on_puback = None  # set by Session: a PUBACK for a message sent without waiting
         self._pkt = bytearray(_PKT)  # reused by every PUBLISH that fits
         self._recent = array("H", bytes(2 * _RECENT))  # packet ids of QoS 1 messages handed on
         self._next = 0
+
+    def puback(self):
+        """The packet id of the PUBACK whose first byte wait_msg() returned."""
+        ack = self._read(3)
+        if ack[0] != 2:
+            raise OSError("malformed PUBACK from the broker")
+        return ack[1] << 8 | ack[2]
 
     def _recv_len(self):
         # At most 4 bytes, as MQTT allows: an endless length must not keep us reading.
@@ -160,9 +168,10 @@ class _Client(MQTTClient):
                 return True
         return False
 
-    def publish(self, topic, msg, retain=False, qos=0):
+    def publish(self, topic, msg, retain=False, qos=0, wait=True):
         """The whole PUBLISH in one write: one TLS record and one TCP segment per reading,
-        where umqtt.simple writes four (header, topic, packet id, payload)."""
+        where umqtt.simple writes four (header, topic, packet id, payload). QoS 1 without
+        `wait`: returns its packet id at once, and its PUBACK goes to on_puback."""
         n = 2 + len(topic) + len(msg) + (2 if qos else 0)
         buf = self._pkt if n + 5 <= len(self._pkt) else bytearray(n + 5)
         buf[0] = 0x30 | qos << 1 | retain
@@ -187,14 +196,15 @@ class _Client(MQTTClient):
         n = len(msg)
         buf[i:i + n] = msg
         self.sock.write(buf, i + n)
+        if qos and not wait:
+            return pid
         while qos:  # wait for the PUBACK; commands arriving meanwhile are applied
             op = self.wait_msg()
             if op == 0x40:
-                ack = self._read(3)
-                if ack[0] != 2:
-                    raise OSError("malformed PUBACK from the broker")
-                if ack[1] << 8 | ack[2] == pid:
+                got = self.puback()
+                if got == pid:
                     return
+                self.on_puback(got)  # the one sent without waiting
             elif op and op != _PINGRESP and op & 0xF0 != 0x30:
                 raise OSError("unexpected packet 0x%02x from the broker" % op)
 
@@ -268,7 +278,7 @@ def describe(e, host, port):
 
 
 class Session:
-    def __init__(self, cfg, client_id, on_message):
+    def __init__(self, cfg, client_id, on_message, on_puback):
         m = cfg["mqtt"]
         self.host = m["host"]
         self.port = m["port"]
@@ -300,6 +310,10 @@ class Session:
         self.client = _Client(*args, ssl=wrap)
         self._timeout_arg = True  # umqtt.simple 1.5+: connect(timeout=) (its default blocks)
         self.client.rearm = self._arm
+        self.client.on_puback = self._puback
+        self._on_puback = on_puback
+        self.inflight = 0  # the packet id of the QoS 1 message sent without waiting, 0: none
+        self._inflight_at = 0
         self.client.set_callback(on_message)
         self.client.set_last_will(self.t_status, b"offline", retain=True, qos=1)
         self.connected = False
@@ -356,10 +370,19 @@ class Session:
         self.publish(self.t_status, b"online", True)
         return resumed
 
-    def publish(self, topic, msg, retain=False, qos=0):
+    def publish(self, topic, msg, retain=False, qos=0, wait=True):
+        """wait=False with QoS 1: sent, its PUBACK handed to on_puback when it comes (wait())."""
         self._arm()
-        self.client.publish(topic, msg, retain, qos)
+        pid = self.client.publish(topic, msg, retain, qos, wait)
         self._last_tx = time.ticks_ms()
+        if qos and not wait:
+            self.inflight, self._inflight_at = pid, self._last_tx
+
+    def _puback(self, pid):
+        if pid == self.inflight:
+            self.inflight = 0
+            self._on_puback(pid)
+        # else a late one for a message sent on an earlier connection: already sent again
 
     def wait(self, timeout_ms):
         """Wait up to timeout_ms for the broker; hand on any message at once."""
@@ -368,6 +391,9 @@ class Session:
         rx_idle = time.ticks_diff(now, self._last_rx)
         if rx_idle > self._keepalive_ms * 3 // 2:
             raise OSError("broker silent for more than 1.5 x keepalive")
+        # A PUBACK may stand behind a flood of commands, so only a silence counts against it.
+        if self.inflight and min(time.ticks_diff(now, self._inflight_at), rx_idle) > _net.timeout * 1000:
+            raise OSError("no PUBACK from the broker within %d s" % _net.timeout)
         if ((rx_idle >= half or time.ticks_diff(now, self._last_tx) >= half)
                 and time.ticks_diff(now, self._last_ping) >= half):
             self._arm()
@@ -387,8 +413,10 @@ class Session:
             op = self.client.check_msg()  # raises OSError(-1) if the broker closed the socket
             if op is None:
                 return False
-            if op != _PINGRESP and op & 0xF0 != 0x30:
-                # Anything but a PUBLISH here leaves its body unread: the stream is lost.
+            if op == 0x40:
+                self._puback(self.client.puback())
+            elif op != _PINGRESP and op & 0xF0 != 0x30:
+                # Anything but a PUBLISH or PUBACK here leaves its body unread: the stream is lost.
                 raise OSError("unexpected packet 0x%02x from the broker" % op)
             self._last_rx = time.ticks_ms()
         return True
@@ -404,3 +432,4 @@ class Session:
         # is one piece again for the next TLS handshake.
         self._raw = self._poll = _net.last = None
         self.connected = False
+        self.inflight = 0  # its reading is still in the backlog: sent again on the next connection
