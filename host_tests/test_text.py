@@ -112,8 +112,10 @@ def test_the_kit_acl_allows_the_discovery_topic_the_node_uses(tmp_path):
     with open(os.path.join(out, "acl"), encoding="utf-8") as f:
         acl = f.read()
     block = acl[acl.index("user séjour\n"):].split("\n\n")[0].splitlines()
-    assert block == ["user séjour", "topic write maison/séjour/#", "topic read ctrlled",
-                     "topic read maison/séjour/led/set", "topic write homeassistant/+/maison_sejour/#"]
+    assert block == ["user séjour"] + ["topic write maison/séjour/%s" % t for t in ("valeur", "status", "led", "stats")] + [
+        "topic read ctrlled", "topic read maison/séjour/led/set",
+        "topic write homeassistant/sensor/maison_sejour/valeur/config",
+        "topic write homeassistant/switch/maison_sejour/led/config"]
 
 
 # --- what cannot work is refused in one line ---------------------------------------------------
@@ -208,12 +210,12 @@ def test_doctor_logs_in_with_an_accented_account(broker):
     with open(acl, encoding="utf-8") as f:
         text = f.read()
     with open(acl, "w", encoding="utf-8") as f:
-        f.write(text.replace("homeassistant/+/maison_sejour/#", "homeassistant/+/maison_séjour/#"))
+        f.write(text.replace("homeassistant/sensor/maison_sejour/", "homeassistant/sensor/maison_séjour/"))
     broker.mosq.reload()
     time.sleep(1)
     rc, out = _doctor(path)
     assert rc == 1 and re.search(r"FAIL  publish: .*homeassistant/sensor/maison_sejour/valeur/config", out), out
-    assert "its acl needs `topic write homeassistant/+/maison_sejour/#` under `user séjour`" in out, out
+    assert "its acl needs `topic write homeassistant/sensor/maison_sejour/valeur/config` under `user séjour`" in out, out
 
     # A wrong password fails visibly, at the login, without showing either password.
     with open(path) as f:
