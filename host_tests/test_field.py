@@ -78,19 +78,28 @@ def test_commands_sent_while_away_are_applied_on_return(broker, start_node, runt
     assert node.led_on() is True
 
 
-def test_retained_toggle_is_applied_once(broker, start_node, runtime):
+def test_a_retained_toggle_is_never_applied_and_a_retained_on_is(broker, start_node, runtime):
+    # A retained message comes with every new session: a broker that lost the node's session (killed
+    # within its autosave window), or a new board. 1/0 are the same each time; a toggle is not.
     w = broker.witness("maison/salon/led")
     w.publish("maison/salon/led/set", b"toggle", retain=True)
     node = start_node(broker.node_config(period_s=60), runtime)
-    node.wait_log(r"led   on \(maison/salon/led/set\)")
-    for n in (1, 2):  # reconnect twice: the retained toggle must not flip the LED again
+    node.wait_log(r"cmd   retained 'toggle' on maison/salon/led/set not applied \(it would flip the LED at every "
+                  r"new session\): send it without -r; clear it with mosquitto_pub -r -n -t maison/salon/led/set")
+    assert w.next("maison/salon/led")[1] == b"0"  # its echo: still off
+    assert node.led_on() is False
+    w.publish("ctrlled", b"1", retain=True)
+    node.wait_log(r"led   on \(ctrlled\)")
+    for n in (1, 2):  # reconnect twice: nothing applied again, nothing flipped
         sim.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=False)
         node.wait_log(r"(?s)(mqtt  disconnected: no Wi-Fi.*){%d}" % n)
         sim.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=True)
         node.wait_log(r"(?s)(resumed session.*){%d}" % n, timeout=40)
     time.sleep(1)
     assert node.led_on() is True
-    assert node.log().count("led   on (maison/salon/led/set)") == 1
+    assert node.log().count("led   on (ctrlled)") == 1 and "led   off" not in node.log()
+    w.publish("maison/salon/led/set", b"", retain=True)
+    w.publish("ctrlled", b"", retain=True)
 
 
 def test_reboot_restores_the_last_commanded_led(broker, start_node, runtime):

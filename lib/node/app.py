@@ -97,9 +97,16 @@ class Node:
         gc.collect()
 
     # --- commands: ctrlled and maison/<room>/led/set -------------------------
-    def on_message(self, topic, msg):
+    def on_message(self, topic, msg, retained=0):
         # msg: the payload, or only its length when the session dropped it unread (too long)
         cmd = None if type(msg) is int else commands.parse(msg)
+        if cmd == commands.TOGGLE and retained:
+            # The broker hands a retained message to every new session (a broker that lost ours
+            # after a crash, a new board): a retained toggle would flip the LED each time.
+            self.stats.ignored += 1
+            log("cmd", "retained 'toggle' on %s not applied (it would flip the LED at every new session): "
+                "send it without -r; clear it with mosquitto_pub -r -n -t %s", topic.decode(), topic.decode())
+            return
         if cmd is None:
             self.stats.ignored += 1
             now = time.ticks_ms()

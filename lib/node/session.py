@@ -250,11 +250,11 @@ class _Client(MQTTClient):
             if topic is not None and not (op & 8 and self._seen(pid)):  # DUP, handed on: ack only
                 self._recent[self._next] = pid
                 self._next = (self._next + 1) % _RECENT
-                self.cb(topic, msg)
+                self.cb(topic, msg, op & 1)
             # acknowledged even when dropped: the broker would hand it back at every reconnect
             self.sock.write(b"\x40\x02" + bytes((pid >> 8, pid & 0xFF)))
         elif topic is not None:
-            self.cb(topic, msg)
+            self.cb(topic, msg, op & 1)  # (op & 1: retained, from the broker's store)
         return op
 
 
