@@ -2,6 +2,7 @@
 away, retained commands, reboots. What the user sees: topics, order, LED, log."""
 import json
 import os
+import re
 import signal
 import time
 
@@ -242,6 +243,25 @@ def test_frozen_broker_is_detected_by_keepalive(broker, start_node, runtime):
         broker.mosq.proc.send_signal(signal.SIGCONT)
     node.wait_log(r"(?s)mqtt  connection lost.*mqtt  connected to", timeout=40)
     assert node.alive() and "Traceback" not in node.log()
+
+
+def test_slots_a_frozen_broker_costs_are_counted(broker, start_node, runtime):
+    # Frozen (kill -STOP): TCP connects, TLS never answers, so each attempt holds the loop for its
+    # bounded waits. The slots that passed meanwhile are counted and said, never silent.
+    w = broker.witness("maison/salon/valeur", "maison/salon/stats")
+    node = start_node(broker.node_config(period_s=0.2, mqtt__keepalive=1, backoff_max_s=1), runtime)
+    w.next("maison/salon/valeur")
+    broker.mosq.proc.send_signal(signal.SIGSTOP)
+    try:
+        node.wait_log(r"mqtt  connection lost", timeout=20)
+        m = node.wait_log(r"read  (\d+) reading slot\(s\) missed: the loop was held \d+ ms", timeout=30)
+    finally:
+        broker.mosq.proc.send_signal(signal.SIGCONT)
+    node.wait_log(r"(?s)missed.*mqtt  connected to", timeout=40)
+    said = sum(int(n) for n in re.findall(r"read  (\d+) reading slot\(s\) missed", node.log()))
+    st = json.loads(w.next("maison/salon/stats", where=lambda m: json.loads(m[1])["missed"] > 0, timeout=30)[1])
+    assert 0 < st["missed"] <= said and st["dropped"] == 0, (st, said)
+    assert int(m.group(1)) >= 1 and node.alive() and "Traceback" not in node.log()
 
 
 def test_acl_dropping_the_nodes_publishes_does_not_stop_it(broker, start_node, runtime, capsys):

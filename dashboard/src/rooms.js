@@ -119,7 +119,7 @@ class Room {
     if (!st || typeof st !== 'object') return;
     const problems = [];
     for (const [key, what] of [['dropped', 'readings dropped'], ['sensor_errors', 'sensor errors'],
-      ['memory_errors', 'memory errors'], ['id_conflicts', 'client id conflicts']]) {
+      ['memory_errors', 'memory errors'], ['id_conflicts', 'client id conflicts'], ['missed', 'reading slots missed']]) {
       if (st[key] > 0) problems.push(`${st[key]} ${what}`);
     }
     const parts = [];

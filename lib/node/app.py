@@ -9,8 +9,7 @@ from binascii import hexlify
 import machine
 from micropython import const
 
-from node import unload
-from node.log import log
+from node import feed, log, unload
 from node.stats import Stats
 
 
@@ -18,8 +17,8 @@ def _imports():
     """The modules the running node needs, imported once the config is read and checked
     (node/start.py loads it first, with nothing else in the heap, then drops it): so the
     config's big messages and the rest of the node are never in RAM together."""
-    global commands, sensor, watchdog, Backlog, Session, backoff_ms, describe, Wifi
-    from node import commands, sensor, watchdog
+    global commands, sensor, Backlog, Session, backoff_ms, describe, Wifi
+    from node import commands, sensor
     from node.backlog import Backlog
     from node.session import Session, backoff_ms, describe
     from node.wifi import Wifi
@@ -184,6 +183,14 @@ class Node:
         if not self.session.connected:
             log("read", "%s kept (%d waiting): not connected", self._text(value), self.backlog.count)
 
+    def _missed(self, n):
+        """Slots that passed while one step held the loop (a TLS handshake with a frozen broker,
+        a slow sensor): counted in the stats (`missed`) and logged, never silent. seq counts the
+        readings taken, so a gap in it still means a reading lost."""
+        if n:
+            self.stats.missed += n
+            log("read", "%d reading slot(s) missed: the loop was held %d ms", n, n * self.period_ms)
+
     def _text(self, value):
         return "%d" % value if self.is_int else "%.2f" % value
 
@@ -209,7 +216,7 @@ class Node:
 
     def on_puback(self, pid):
         """The broker has the reading in flight (node/session.py hands on its PUBACK)."""
-        watchdog.feed()  # acknowledged: a long backlog is progress, not a hang
+        feed()  # acknowledged: a long backlog is progress, not a hang
         self._delivered()
         self.deliver()
         if self._stats_due and not self.backlog.count:  # the backlog is through: say so
@@ -334,7 +341,7 @@ class Node:
         # anywhere resets the board, while Wi-Fi or broker outages, which the loop rides
         # out, never do. No step of the loop waits longer than the watchdog allows.
         while True:
-            watchdog.feed()
+            feed()
             now = time.ticks_ms()
             try:
                 self.settle_led(now)
@@ -349,6 +356,7 @@ class Node:
                 continue
             due = time.ticks_diff(t_next, now)
             if due <= 0:
+                self._missed(-due // period)
                 self.take_reading()
                 t_next = _next_slot(t_next, period, now)
                 if self.session.connected:

@@ -8,7 +8,7 @@ import time
 
 from micropython import const
 
-from node.log import log
+from node import log
 
 _YEAR_OK = const(2024)  # a board that never got the time believes it is 2000
 _TIMEOUT_S = const(1)  # one NTP query at most: the loop must come round within the ESP8266's 5 s watchdog

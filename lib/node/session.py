@@ -11,8 +11,7 @@ from micropython import const
 import umqtt.simple
 from umqtt.simple import MQTTClient
 
-from node import unload, watchdog
-from node.log import log
+from node import feed, log, unload
 
 
 
@@ -65,7 +64,7 @@ class _Net:
         self.tls = None  # ssl.wrap_socket's keyword arguments (node/tls.py wrap_params)
 
     def socket(self, *args):
-        watchdog.feed()  # a connect begins: name lookup, TCP, TLS and CONNACK each get their time
+        feed()  # a connect begins: name lookup, TCP, TLS and CONNACK each get their time
         s = self._real.socket(*args)
         s.settimeout(self.timeout)
         try:
@@ -78,11 +77,11 @@ class _Net:
         return s
 
     def getaddrinfo(self, *args):
-        watchdog.feed()
+        feed()
         try:
             return self._real.getaddrinfo(*args)
         finally:
-            watchdog.feed()
+            feed()
 
     def wrap_socket(self, sock, server_hostname=None, **_):
         import ssl
@@ -90,9 +89,9 @@ class _Net:
         sock.settimeout(self.timeout)
         if _AXTLS:
             _tls_room()
-        watchdog.feed()
+        feed()
         s = ssl.wrap_socket(sock, **self.tls)
-        watchdog.feed()
+        feed()
         return s
 
 
@@ -327,7 +326,7 @@ class Session:
         # (MicroPython's SSLSocket has no settimeout; its raw socket's timeout holds.)
         # Called as each packet starts to arrive and before each send: progress, so the
         # watchdog is fed and only one bounded wait lies before the next feed.
-        watchdog.feed()
+        feed()
         s = self.client.sock
         (s.settimeout if hasattr(s, "settimeout") else self._raw.settimeout)(_net.timeout)
 

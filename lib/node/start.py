@@ -6,8 +6,7 @@ import time
 
 import machine
 
-from node import __version__, unload, watchdog
-from node.log import log
+from node import __version__, arm_watchdog, log, unload
 
 _SAFE_WINDOW_MS = 1000  # after a reset, how long a press of BOOT/FLASH selects safe mode
 # Named by the port's own constants, whose values differ: ESP8266 0 1 4 5 6 (the SDK's
@@ -82,7 +81,7 @@ def node(path):
     try:
         cfg = _config(path)
         n = Node(cfg)
-        watchdog.arm(cfg["watchdog_ms"])
+        arm_watchdog(cfg["watchdog_ms"])
     except ValueError as e:
         log("conf", "%s", e)
         log("conf", "node not started: fix config.json, then reset the board")

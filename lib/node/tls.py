@@ -3,7 +3,7 @@
 import ssl
 from binascii import a2b_base64
 
-from node.log import log
+from node import log
 
 # Ask the firmware's ssl rather than the chip: the ESP8266 port's (axTLS, extmod/modtls_axtls.c)
 # has no CERT_REQUIRED because it cannot verify a certificate chain; mbedTLS ports (ESP32)

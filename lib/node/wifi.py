@@ -8,8 +8,7 @@ import time
 
 from micropython import const
 
-from node import unload
-from node.log import log
+from node import log, unload
 
 _JOIN_TIMEOUT_MS = const(20000)
 # ESP32: once connect() was called the driver rejoins by itself after a drop
