@@ -9,7 +9,7 @@ VPY     := $(VENV)/bin/python
 RUNTIME ?= cpython
 CONFIG  ?=
 OUT     ?= kit
-BROKER_HOST ?= raspberrypi.local
+BROKER_HOST ?=
 BROKER_IPS  ?=
 PORT    ?= 8883
 # PORT names the broker's port for `make broker` and the board's serial port for flash/deploy:
@@ -78,7 +78,7 @@ test: setup system-test $(VENV)/.installed-test dashboard/dist/index.html
 # localhost plaintext listener), RENEW=1 (new server certificate, same CA), NEW_CA=1,
 # a bridge: BRIDGE_HOST= BRIDGE_CA= [BRIDGE_PORT=8883 BRIDGE_USER= BRIDGE_PASSWORD_FILE=], NO_BRIDGE=1.
 broker: $(VENV)/.installed
-	@$(VPY) -m nodekit.kit broker --out $(OUT) --host $(BROKER_HOST) --ips "$(BROKER_IPS)" \
+	@$(VPY) -m nodekit.kit broker --out $(OUT) $(if $(BROKER_HOST),--host $(BROKER_HOST)) --ips "$(BROKER_IPS)" \
 	  --port $(PORT) --ws-port $(WS_PORT) \
 	  $(if $(CLIENT_CERTS),--client-certs $(CLIENT_CERTS)) $(if $(KEY_TYPE),--key-type $(KEY_TYPE)) \
 	  $(if $(WS_TLS),--ws-tls $(WS_TLS)) $(if $(LOCAL_PORT),--local-port $(LOCAL_PORT)) \

@@ -767,3 +767,12 @@ def test_what_the_broker_keeps_for_an_absent_node_is_bounded(broker):
         c.loop_stop()
         c.disconnect()
     assert 100 <= n <= (1 << 20) // 3000 + 1, n  # (the one that crosses the bound is kept)
+
+
+def test_make_broker_again_without_broker_host_keeps_the_kits(tmp_path):
+    out = tmp_path / "kit"
+    for args in (["BROKER_HOST=pi.lan"], []):
+        r = subprocess.run(["make", "-s", "--no-print-directory", "broker", "OUT=%s" % out] + args, cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads((out / "kit.json").read_text())["host"] == "pi.lan"

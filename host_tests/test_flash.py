@@ -308,3 +308,14 @@ def test_a_failed_download_says_what_to_do(tmp_path, web, https_ca):
     assert rc == 1 and "CERTIFICATE_VERIFY_FAILED" in err
     rc, _, err = firmware(tmp_path, _manifest(tmp_path, "esp32", "http://127.0.0.1:9/fw.bin", None))
     assert rc == 1 and "images come over HTTPS only" in err
+
+
+def test_with_everything_checked_esptool_asks_the_port_for_its_chip(tmp_path, serial_port):
+    # The last check before anything is written: a pseudo-terminal has no chip behind it.
+    port, _ = serial_port
+    cfg = _node_cfg(tmp_path, "esp32", "salon.json")
+    good = image_file(tmp_path / "ESP32_GENERIC.bin", "esp32")
+    rc, out, err = run("flash", "PORT=" + port, "CONFIG=%s" % cfg, "IMAGE=%s" % good)
+    assert rc != 0 and "-m esptool --port %s chip-id" % port in out, out + err
+    assert "flash: esptool found no chip on %s: " % port in err and "Traceback" not in err, err
+    assert "erase-flash" not in out

@@ -239,6 +239,17 @@ def check_local_image(path, image, images, given=None):
     return got
 
 
+def detect_chip(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    # esptool 5 prints "Connected to ESP32 on /dev/ttyUSB0:" (older: "Detecting chip type... ESP32").
+    m = re.search(r"Connected to (\S+) on|Detecting chip type\.\.\. (\S+)", r.stdout)
+    if r.returncode == 0 and m:
+        return m.group(1) or m.group(2)
+    tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no answer"]
+    raise FlashError("esptool found no chip on %s: %s (hold BOOT/FLASH while it connects, or try another "
+                     "cable: some are charge-only)" % (cmd[cmd.index("--port") + 1], tail[0]))
+
+
 def _detect(steps, image, port, board):
     print("flash: $ %s" % shlex.join(steps["detect"]), flush=True)
     chip = detect_chip(steps["detect"])

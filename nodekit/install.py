@@ -115,7 +115,9 @@ def install(kit_dir, root="/", restart=True):
         if chrony and subprocess.run(["systemctl", "restart", "chrony"]).returncode:
             print("broker-install: `systemctl restart chrony` failed: the nodes get no time from this Pi; "
                   "see: journalctl -u chrony -n 30", file=sys.stderr)
-        for cmd in (["systemctl", "daemon-reload"], ["systemctl", "restart", "mosquitto"]):
+        # enable: started at every boot (make setup leaves a freshly installed package's service off)
+        for cmd in (["systemctl", "daemon-reload"], ["systemctl", "enable", "mosquitto"],
+                    ["systemctl", "restart", "mosquitto"]):
             if subprocess.run(cmd).returncode:
                 raise InstallError("`%s` failed; see: journalctl -u mosquitto -n 30" % " ".join(cmd))
         time.sleep(1)

@@ -290,12 +290,16 @@ def write_client_options(out, s):
     except (OSError, ValueError, KeyError):
         return
     ca = os.path.abspath(_p(out, "ca.pem"))
+    tls = "-p %d\n--cafile %s\n" % (s["port"], ca)
     for where, host in (("pi", s["host"]), ("here", "localhost")):
         d = _p(out, CLIENTS, where)
         os.makedirs(d, mode=0o700, exist_ok=True)
         os.chmod(_p(out, CLIENTS), 0o700)
         os.chmod(d, 0o700)
-        text = "-h %s\n-p %d\n--cafile %s\n-u %s\n-P %s\n" % (host, s["port"], ca, DASHBOARD, pw)
+        # With CLIENT_CERTS=1 the TLS port wants a certificate the dashboard account has not: on
+        # the broker's own machine, its localhost-only plaintext port serves instead.
+        port = "-p %d\n" % s["local_port"] if s["client_certs"] and s["local_port"] and where == "here" else tls
+        text = "-h %s\n%s-u %s\n-P %s\n" % (host, port, DASHBOARD, pw)
         for client in ("mosquitto_sub", "mosquitto_pub"):
             _write_text(os.path.join(d, client), text, 0o600)
 
@@ -315,18 +319,22 @@ def busy_ports(s):
     (Debian starts a mosquitto.service on 1883 when the package is installed)."""
     import socket
 
-    wanted = [(s["port"], "PORT"), (s["ws_port"], "WS_PORT"), (s["local_port"], "LOCAL_PORT"),
-              (page_listener(s), "HTTP_PORT")]
+    import errno
+
+    bind = s["bind"] or ""
+    wanted = [(s["port"], "PORT", bind), (s["ws_port"], "WS_PORT", bind), (s["local_port"], "LOCAL_PORT", "127.0.0.1"),
+              (page_listener(s), "HTTP_PORT", bind)]
     busy = []
-    for port, name in wanted:
+    for port, name, addr in wanted:
         if not port:
             continue
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind((s["bind"] or "", port))
-            except OSError:
-                busy.append((port, name))
+                sock.bind((addr, port))
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:  # (not EADDRNOTAVAIL: a BIND address for the Pi's LAN)
+                    busy.append((port, name))
     return busy
 
 

@@ -98,8 +98,10 @@ def main(argv=None):
         print("system: make %s would install %s (%s)%s" % (what, " ".join(pkgs), apt_command(pkgs), _weight(pkgs)))
         return 0
     if os.geteuid() != 0:
-        print("system: missing packages: %s\nsystem: run:  sudo sh -c '%s'" % (" ".join(pkgs), apt_command(pkgs)),
-              file=sys.stderr)
+        # Through this module as root, not a bare apt-get line: that would start and enable
+        # Debian's own Mosquitto on 1883.
+        print("system: missing packages: %s\nsystem: run:  sudo python3 -m nodekit.system %s   (no recommends; "
+              "no daemon started or enabled)" % (" ".join(pkgs), what), file=sys.stderr)
         return 1
     print("system: installing %s (no recommends; no daemon started or enabled)" % " ".join(pkgs), flush=True)
     if _install(pkgs) or missing(what):

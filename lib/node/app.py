@@ -138,6 +138,15 @@ class Node:
         """What a burst of commands put off: led.state written (at most once per _SAVE_MS), and
         once its second is over, one line and one echo saying where the LED stands. Called by
         the loop at every turn."""
+        # Kept within reach of now: ticks_diff() of two ticks more than 2**29 ms (6.2 days)
+        # apart is negative, and a week without a command would then look like a burst.
+        if time.ticks_diff(now, self._saved_at) > _SAVE_MS and not self._led_dirty:
+            self._saved_at = time.ticks_add(now, -_SAVE_MS)
+        if time.ticks_diff(now, self._cmd_window) > _CMD_WINDOW_MS and not self._cmd_untold:
+            self._cmd_window = time.ticks_add(now, -_CMD_WINDOW_MS)
+            self._cmd_count = 0
+        if time.ticks_diff(now, self._quiet_until) > 0:
+            self._quiet_until = now
         if self._led_dirty and time.ticks_diff(now, self._saved_at) >= _SAVE_MS:
             self._saved_at = now
             self._save_led()
@@ -178,6 +187,8 @@ class Node:
             self.is_int = type(value) is int
         self.seq += 1
         if self.backlog.push(value, time.ticks_ms(), self.seq):
+            # The oldest may be the one in flight: its PUBACK must then pop nothing else.
+            self.session.inflight = 0
             log("read", "buffer full (%d readings): oldest dropped, %d dropped so far",
                 self.backlog.size, self.backlog.dropped)
         if not self.session.connected:
