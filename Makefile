@@ -105,8 +105,9 @@ broker-try: $(VENV)/.installed
 	@$(VPY) -m nodekit.kit try --out $(OUT)
 
 # On the Pi, as root: install the kit under /etc/mosquitto and restart Mosquitto.
+# ROOT=folder: a trial into that folder (nothing restarted, the files it would write listed).
 broker-install: $(VENV)/.installed
-	$(VPY) -m nodekit.install --out $(OUT)
+	$(VPY) -m nodekit.install --out "$(OUT)" $(if $(ROOT),--root "$(ROOT)")
 
 node: $(VENV)/.installed
 	@test -n "$(ROOM)" || { echo "make node: give the room, e.g. make node ROOM=salon OUT=$(OUT)"; exit 2; }

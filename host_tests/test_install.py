@@ -1,14 +1,15 @@
 """make broker-install: the installed files are ones Mosquitto, dropped to its own
 user, can read; nothing secret beyond what it needs is copied; anonymous is refused."""
+import json
 import os
 import stat
+import subprocess
 
 import paho.mqtt.client as paho
 import pytest
 
-from nodekit import install, kit
+from nodekit import REPO, install, kit
 from nodekit.broker import Mosquitto, free_port
-import json
 
 
 @pytest.fixture
@@ -57,3 +58,15 @@ def test_refuses_without_root_or_kit(tmp_path, capsys):
     assert rc == 1
     err = capsys.readouterr().err
     assert err.startswith("broker-install: ") and ("not a broker kit" in err or "run as root" in err)
+
+
+def test_a_trial_install_into_a_folder_lists_what_it_writes(tmp_path, root):
+    # make broker-install OUT=kit ROOT=folder: as on the Pi, under the folder; nothing restarted.
+    out = tmp_path / "kit"
+    kit.make_broker(str(out), host="localhost")
+    r = subprocess.run(["make", "-s", "--no-print-directory", "broker-install", "OUT=%s" % out, "ROOT=%s" % root],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "broker-install: wrote %s" % os.path.join(root, "etc/mosquitto/mosquitto.conf") in r.stdout
+    assert "broker-install: wrote %s" % os.path.join(root, "etc/mosquitto/maison/acl") in r.stdout
+    assert r.stdout.strip().endswith("a trial under %s: nothing outside it was changed or restarted" % root)

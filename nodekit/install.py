@@ -202,14 +202,22 @@ def _anonymous_connack(host, port, cafile, server_name):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="broker-install", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="the broker kit made by make broker")
-    ap.add_argument("--root", default="/", help=argparse.SUPPRESS)  # tests install into a folder
+    ap.add_argument("--root", default="/", help="install under this folder instead of / (a trial: nothing is "
+                                                "restarted, and the files it would write are listed)")
     ap.add_argument("--no-restart", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    trial = os.path.abspath(a.root) != "/"
     try:
-        conf = install(a.out, a.root, restart=not a.no_restart)
+        conf = install(a.out, a.root, restart=not (a.no_restart or trial))
     except (InstallError, OSError) as e:
         print("broker-install: %s" % e, file=sys.stderr)
         return 1
+    if trial:  # what an install on the Pi would write, each file under the trial folder
+        for d, _, names in sorted(os.walk(a.root)):
+            for n in sorted(names):
+                print("broker-install: wrote %s" % os.path.join(d, n))
+        print("broker-install: a trial under %s: nothing outside it was changed or restarted" % a.root)
+        return 0
     print("broker-install: installed %s; anonymous clients are refused" % conf if not a.no_restart
           else "broker-install: installed %s" % conf)
     s = kit.load_settings(a.out)
