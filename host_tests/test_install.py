@@ -70,3 +70,26 @@ def test_a_trial_install_into_a_folder_lists_what_it_writes(tmp_path, root):
     assert "broker-install: wrote %s" % os.path.join(root, "etc/mosquitto/mosquitto.conf") in r.stdout
     assert "broker-install: wrote %s" % os.path.join(root, "etc/mosquitto/maison/acl") in r.stdout
     assert r.stdout.strip().endswith("a trial under %s: nothing outside it was changed or restarted" % root)
+
+
+@pytest.mark.parametrize("case", ["a www/ link to /etc/shadow", "a bridge CA outside the kit", "a line break in kit.json"])
+def test_root_copies_only_the_kits_own_files_and_settings(tmp_path, root, case, capsys):
+    out = tmp_path / "kit"
+    kit.make_broker(str(out), host="localhost", http_port=free_port())
+    settings = json.loads((out / "kit.json").read_text())
+    if case == "a www/ link to /etc/shadow":
+        (out / "www" / "index.html").unlink(missing_ok=True)
+        os.symlink("/etc/shadow", out / "www" / "index.html")
+        why = "is a symbolic link or not a regular file"
+    elif case == "a bridge CA outside the kit":
+        settings["bridge"] = {"name": "remote", "host": "example.org", "port": 8883, "cafile": "../../cron.d/x",
+                              "user": None, "password": None, "client_id": "remote.x", "try_private": True}
+        why = "is not a plain file name: refused"
+    else:
+        settings["host"] = "localhost\nallow_anonymous true"
+        why = "kit.json: host has a line break or a control character: refused"
+    (out / "kit.json").write_text(json.dumps(settings))
+    rc = install.main(["--out", str(out), "--root", root, "--no-restart"])
+    err = capsys.readouterr().err
+    assert rc == 1 and why in err, err
+    assert not os.path.exists(os.path.join(root, "etc/mosquitto/mosquitto.conf"))  # stopped before the config

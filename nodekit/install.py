@@ -48,6 +48,31 @@ class InstallError(Exception):
     pass
 
 
+def _kit_file(kit_dir, name):
+    """A file of the kit, as root copies it: a plain name (a kit.json value may name it), a regular
+    file, not a symbolic link (a www/ link to /etc/shadow would be served to the LAN)."""
+    if not name or "/" in name or name.startswith(".") or any(ord(c) < 32 for c in name):
+        raise InstallError("kit file name %r is not a plain file name: refused" % name)
+    path = os.path.join(kit_dir, name)
+    if os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path)):
+        raise InstallError("%s is a symbolic link or not a regular file: a root install copies only the kit's "
+                           "own files, refused" % path)
+    return path
+
+
+def _check_settings(value, key="kit.json"):
+    """Every text of kit.json goes into mosquitto.conf, one setting a line: a line break in one
+    (kit.json is the user's to edit) would add settings of its own."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_settings(v, "%s: %s" % (key, k))
+    elif isinstance(value, list):
+        for v in value:
+            _check_settings(v, key)
+    elif isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InstallError("%s has a line break or a control character: refused" % key)
+
+
 def _put(src_or_text, dest, mode, gid, text=False):
     tmp = dest + ".new"
     if text:
@@ -85,6 +110,7 @@ def install(kit_dir, root="/", restart=True):
     except KeyError:
         raise InstallError("no 'mosquitto' user: install Mosquitto first (sudo apt install mosquitto mosquitto-clients)")
     s = kit.load_settings(kit_dir)
+    _check_settings(s)
     etc = os.path.join(root, "etc/mosquitto/maison")
     os.makedirs(etc, exist_ok=True)
     os.chown(etc, 0, gid)
@@ -93,7 +119,7 @@ def install(kit_dir, root="/", restart=True):
     if s.get("bridge"):
         files.append(s["bridge"]["cafile"])
     for name in files:
-        _put(os.path.join(kit_dir, name), os.path.join(etc, name), 0o640 if name in SECRET else 0o644, gid)
+        _put(_kit_file(kit_dir, name), os.path.join(etc, name), 0o640 if name in SECRET else 0o644, gid)
     data = os.path.join(root, "var/lib/mosquitto")
     os.makedirs(data, exist_ok=True)
     os.chown(data, uid, gid)
@@ -155,8 +181,10 @@ def _put_page(src, dest):
     new = dest + ".new"
     shutil.rmtree(new, ignore_errors=True)
     os.makedirs(new)
+    if os.path.islink(src):
+        raise InstallError("%s is a symbolic link: a root install copies only the kit's own files, refused" % src)
     for name in os.listdir(src) if os.path.isdir(src) else []:
-        shutil.copyfile(os.path.join(src, name), os.path.join(new, name))
+        shutil.copyfile(_kit_file(src, name), os.path.join(new, name))
         os.chmod(os.path.join(new, name), 0o644)
     os.chmod(new, 0o755)
     old = dest + ".old"
