@@ -742,7 +742,7 @@ def test_what_the_broker_keeps_for_an_absent_node_is_bounded(broker):
     c = node_client()
     c.connect("localhost", broker.port)
     c.loop_start()
-    c.subscribe("ctrlled", qos=1)[1]
+    c.subscribe("ctrlled", qos=1)
     time.sleep(1)
     c.disconnect()
     c.loop_stop()

@@ -1,5 +1,7 @@
 # The node: a MicroPython sensor/actuator that reports to Mosquitto.
 # Each module has one job; app.py ties them together.
+import time
+
 __version__ = "0.1.0"
 
 
@@ -20,8 +22,6 @@ def log(tag, fmt, *args):
     printed. (Here, with the watchdog below, rather than in modules of their own: on an
     ESP8266 each module costs heap.) ticks_ms() counts from boot on a board; it wraps to 0
     after 2**30 ms (12.4 days), where a difference from a start time would turn negative."""
-    import time
-
     ms = time.ticks_ms()
     print("%6d.%03d %-5s %s" % (ms // 1000, ms % 1000, tag, fmt % args if args else fmt))
 

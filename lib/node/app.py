@@ -123,6 +123,7 @@ class Node:
             self.switch_led(on)  # at once, whatever the rate: the LED follows every command
             self._led_dirty = True
         now = time.ticks_ms()
+        self.settle_led(now)  # a second that is over is told (and led.state written) first
         if time.ticks_diff(now, self._cmd_window) >= _CMD_WINDOW_MS:
             self._cmd_window = now
             self._cmd_count = 0
@@ -130,7 +131,6 @@ class Node:
         if self._cmd_count > _CMD_TOLD:
             self._cmd_untold += 1  # a burst: told and echoed once, when its second ends (settle_led)
             return
-        self.settle_led(now)
         log("led", "%s (%s)", "on" if on else "off", topic.decode())
         self.publish_led()
 
