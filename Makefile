@@ -73,13 +73,13 @@ sim: setup
 test: setup system-test $(VENV)/.installed-test dashboard/dist/index.html
 	$(VPY) -m pytest -n $(TEST_JOBS) host_tests $(PYTEST_ARGS)
 
-# Kit options: CLIENT_CERTS=1 (require_certificate), KEY_TYPE=ec, WS_TLS=0, HTTP_PORT=9080 (the
+# Kit options: TOOLS_PORT=8884 (TLS for the PC's tools, Home Assistant, mosquitto_sub), CLIENT_CERTS=1 (require_certificate), KEY_TYPE=ec, WS_TLS=0, HTTP_PORT=9080 (the
 # dashboard page's plain port when WS_TLS=1; 0: none), LOCAL_PORT=0 (no
 # localhost plaintext listener), RENEW=1 (new server certificate, same CA), NEW_CA=1,
 # a bridge: BRIDGE_HOST= BRIDGE_CA= [BRIDGE_PORT=8883 BRIDGE_USER= BRIDGE_PASSWORD_FILE=], NO_BRIDGE=1.
 broker: $(VENV)/.installed
 	@$(VPY) -m nodekit.kit broker --out $(OUT) $(if $(BROKER_HOST),--host $(BROKER_HOST)) --ips "$(BROKER_IPS)" \
-	  --port $(PORT) --ws-port $(WS_PORT) \
+	  --port $(PORT) --ws-port $(WS_PORT) $(if $(TOOLS_PORT),--tools-port $(TOOLS_PORT)) \
 	  $(if $(CLIENT_CERTS),--client-certs $(CLIENT_CERTS)) $(if $(KEY_TYPE),--key-type $(KEY_TYPE)) \
 	  $(if $(WS_TLS),--ws-tls $(WS_TLS)) $(if $(LOCAL_PORT),--local-port $(LOCAL_PORT)) \
 	  $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) \

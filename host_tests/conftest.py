@@ -49,7 +49,7 @@ class Broker:
         self.out = str(self.root / "kit")
         opts.setdefault("host", "localhost")
         opts.setdefault("http_port", free_port())  # the dashboard page's listener, when WebSockets use TLS
-        self.settings = kit.make_broker(self.out, port=free_port(), ws_port=free_port(),
+        self.settings = kit.make_broker(self.out, port=free_port(), tools_port=free_port(), ws_port=free_port(),
                                         ws_tls=opts.pop("ws_tls", False), local_port=free_port(),
                                         bind="127.0.0.1", **opts)
         self.port = self.settings["port"]
@@ -144,11 +144,9 @@ class Witness:
         self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="witness-%d" % time.monotonic_ns(),
                              clean_session=not persistent)
         self.c.username_pw_set(user, password)
-        port = b.port
-        if b.settings["client_certs"]:
-            port = b.local_port  # the TLS port wants a client certificate; this one is the Pi's own
-        else:
-            self.c.tls_set(ca_certs=b.ca)
+        # The tools' port, as the PC's tools: on the nodes' port each client's id is its account's.
+        port = b.settings["tools_port"]
+        self.c.tls_set(ca_certs=b.ca)
         subscribed = queue.Queue()
         self.c.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload, m.retain, time.monotonic()))
         self.c.on_subscribe = lambda *a: subscribed.put(True)

@@ -51,7 +51,7 @@ def test_a_silent_broker_never_trips_the_5_s_watchdog(start_node, runtime, tmp_p
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
     out = str(tmp_path / "kit")
-    kit.make_broker(out, host="localhost", port=free_port(), ws_port=free_port(), ws_tls=False,
+    kit.make_broker(out, host="localhost", port=free_port(), tools_port=free_port(), ws_port=free_port(), ws_tls=False,
                     local_port=free_port(), bind="127.0.0.1")
     path = kit.add_node(out, "salon", wifi_ssid="maison", wifi_password="pw", sensor="sim")
     cfg = json.load(open(path))

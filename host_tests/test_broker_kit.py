@@ -216,14 +216,16 @@ def test_client_certificates_are_required_and_name_the_user(make_broker, clients
     forged = clients(b.port, ca=b.ca, cert=str(tmp_path / "forged.pem"), key=str(tmp_path / "forged.key"))
     assert forged.outcome() != "accepted"
     # salon's certificate, claiming to be cuisine: Mosquitto takes the user name from the CN.
-    w = b.witness("maison/#")  # the dashboard, on the local plaintext port (it has no certificate)
+    w = b.witness("maison/#")  # the dashboard, on the tools' port (no certificate needed there)
     c = clients(b.port, "cuisine", "anything", ca=b.ca, cert=cert, key=key, client_id="salon-cert")
     assert c.outcome() == "accepted"
     c.publish("maison/cuisine/valeur", b"forged")
     c.publish("maison/salon/valeur", b"21.5")
     assert w.next("maison/salon/valeur")[1] == b"21.5"
     assert [m[0] for m in w.seen] == ["maison/salon/valeur"], w.seen
-    assert "as salon-cert (p2, c1, k30, u'salon')" in b.mosq.log()
+    # ... and its client id from the user name: the id it asked for is not kept.
+    assert "as salon (p2, c1, k30, u'salon')" in b.mosq.log()
+    assert "as salon-cert" not in b.mosq.log()
     # mosquitto_pub with the same certificate and no user name at all.
     rc, said = mosquitto_pub(b.port, "--cafile", b.ca, "--cert", cert, "--key", key, payload="22.5")
     assert rc == 0, said
@@ -344,6 +346,31 @@ def test_an_account_the_acl_does_not_name_gets_nothing(broker, clients):
     assert {m[0] for m in got} == {"$SYS/broker/version"}, got
 
 
+# --- identity: a client id is its account's ---------------------------------------------
+def test_no_account_can_take_a_nodes_client_id(broker, start_node, clients):
+    # cuisine's account, logging in as salon's id again and again: salon stays connected, keeps its
+    # session and its commands. On the nodes' port each id is its account's name.
+    pw = node_password(broker, "cuisine")
+    node = start_node(broker.node_config("salon", period_s=0.5), "cpython")
+    node.wait_log(r"mqtt  connected to localhost:\d+ as salon ")
+    for _ in range(5):
+        c = clients(broker.port, "cuisine", pw, ca=broker.ca, client_id="salon")
+        assert c.outcome() == "accepted"
+        c.close()
+    assert "as salon (p2, c1, k30, u'cuisine')" not in broker.mosq.log()
+    assert "as cuisine (p2, c1, k30, u'cuisine')" in broker.mosq.log()
+    assert "Client salon already connected" not in broker.mosq.log()
+    w = broker.witness("maison/salon/led")
+    w.publish("maison/salon/led/set", b"1")
+    assert w.next("maison/salon/led", where=lambda m: m[1] == b"1")
+    assert "connection lost" not in node.log() and "another client" not in node.log()
+    # Where a client picks its own id (the tools' port, WebSockets), no node account logs in.
+    assert clients(broker.settings["tools_port"], "salon", node_password(broker, "salon"),
+                   ca=broker.ca).outcome().startswith("refused")
+    assert clients(broker.settings["tools_port"], broker.dashboard["user"], broker.dashboard["password"],
+                   ca=broker.ca).outcome() == "accepted"
+
+
 # --- 4. WebSockets ------------------------------------------------------------------------
 @pytest.mark.parametrize("ws_tls", [True, False], ids=["wss", "ws"])
 def test_websockets_carry_a_nodes_readings(make_broker, start_node, clients, ws_tls):
@@ -392,7 +419,8 @@ def test_bridge_copies_readings_to_a_remote_broker(make_broker, start_node, clie
     topic, payload, retained, _ = late.next("maison/salon/status")
     assert payload == b"online" and retained  # kept retained across the bridge
     assert "New bridge connected from 127.0.0.1" in remote.mosq.log()
-    assert "as maison-bridge (p2, c0, k60, u'bridge')" in remote.mosq.log()
+    # The remote is a kit too: on its nodes' port the bridge's id is its account's name.
+    assert "as bridge (p2, c0, k60, u'bridge')" in remote.mosq.log()
     assert pw not in remote.mosq.log() + local.mosq.log()
     # The kit keeps the secret out of kit.json; the remote CA is the kit's own copy.
     with open(os.path.join(local.out, "kit.json")) as f:
@@ -536,7 +564,7 @@ def _readings_and_capture(broker, start_node, tmp_path, port, **changes):
     pcap = tmp_path / "lo.pcapng"
     with capture(port, pcap):
         node = start_node(cfg, "cpython")
-        client_id = node.wait_log(r"connected to localhost:\d+ as (salon-[0-9a-f]{8,12})").group(1)
+        client_id = node.wait_log(r"connected to localhost:\d+ as (salon)\b").group(1)
         readings = [w.next("maison/salon/valeur")[1] for _ in range(3)]
         time.sleep(0.3)  # the last packets reach the file
     with open(pcap, "rb") as f:

@@ -280,7 +280,7 @@ def test_doctor_ntp_is_a_warning_where_the_board_checks_no_dates(capsys):
 # --- make broker-install: the Pi serves time to the LAN -----------------------------------
 def _kit(tmp_path):
     out = str(tmp_path / "kit")
-    kit.make_broker(out, host="localhost", port=free_port(), ws_port=0, local_port=free_port())
+    kit.make_broker(out, host="localhost", port=free_port(), tools_port=free_port(), ws_port=0, local_port=free_port())
     return out
 
 

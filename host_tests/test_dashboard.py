@@ -296,7 +296,7 @@ def test_with_ws_tls_off_the_page_and_mqtt_share_the_port_in_clear(make_broker, 
 
 def test_installed_on_the_pi_mosquitto_serves_the_page_as_its_own_user(tmp_path, pi_root):
     out = str(tmp_path / "kit")
-    s = kit.make_broker(out, host="localhost", port=free_port(), ws_port=free_port(), http_port=free_port(),
+    s = kit.make_broker(out, host="localhost", port=free_port(), tools_port=free_port(), ws_port=free_port(), http_port=free_port(),
                         local_port=free_port())
     root = pathlib.Path(pi_root)
     assert install.main(["--out", out, "--root", str(root), "--no-restart"]) == 0

@@ -98,7 +98,7 @@ def copied(output):
 def offline_config(tmp_path, room="salon", board=None):
     """A node config from a kit whose broker is not running (deploy needs no broker)."""
     out = str(tmp_path / "kit")
-    kit.make_broker(out, host="localhost", port=nbroker.free_port(), ws_port=nbroker.free_port(), ws_tls=False,
+    kit.make_broker(out, host="localhost", port=nbroker.free_port(), tools_port=nbroker.free_port(), ws_port=nbroker.free_port(), ws_tls=False,
                     local_port=nbroker.free_port(), bind="127.0.0.1")
     return pathlib.Path(kit.add_node(out, room, wifi_ssid="maison", wifi_password="wifi-pw", sensor="sim",
                                      board=board))

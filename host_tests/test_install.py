@@ -19,13 +19,13 @@ def root(pi_root):
 
 def test_installed_broker_reads_its_files_as_mosquitto_and_refuses_anonymous(tmp_path, root):
     out = str(tmp_path / "kit")
-    kit.make_broker(out, host="localhost", port=free_port(), ws_port=0, local_port=free_port())
+    kit.make_broker(out, host="localhost", port=free_port(), tools_port=free_port(), ws_port=0, local_port=free_port())
     cfg = json.load(open(kit.add_node(out, "salon")))
     rc = install.main(["--out", out, "--root", root, "--no-restart"])
     assert rc == 0
     etc = os.path.join(root, "etc/mosquitto/maison")
-    assert sorted(os.listdir(etc)) == ["acl", "ca.pem", "passwd", "server.key", "server.pem"]  # no ca.key, no nodes
-    for name in ("server.key", "passwd", "acl"):
+    assert sorted(os.listdir(etc)) == ["acl", "ca.pem", "passwd", "passwd-tools", "server.key", "server.pem"]  # no ca.key, no nodes
+    for name in ("server.key", "passwd", "passwd-tools", "acl"):
         st = os.stat(os.path.join(etc, name))
         assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_uid == 0
     conf = os.path.join(root, "etc/mosquitto/mosquitto.conf")

@@ -366,8 +366,30 @@ def check_tls(r, cfg, files, ctx, addr):
 
 # --- 5. login ---------------------------------------------------------------------
 def _client_id(cfg, tag):
-    # Never the node's own id: the broker would throw the running node off.
+    # Not the node's own id (a broker that takes ids as given would throw the running node off).
+    # The kit's broker makes every id on the nodes' port its account's name: there the doctor's
+    # sessions are the node's own, so they resume it (never clean it) and acknowledge nothing.
     return "doctor-%s-%s-%s" % (cfg["room"], tag, secrets.token_hex(3))
+
+
+def _forget_session(m, ctx, client_id):
+    """A session the doctor's login made (not the node's, which it would have resumed): dropped,
+    by a clean login with the same id, so no run leaves one behind."""
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311,
+                    clean_session=True)
+    if ctx:
+        c.tls_set_context(ctx)
+    if m["user"]:
+        c.username_pw_set(m["user"], m["password"])
+    try:
+        c.connect(m["host"], m["port"], keepalive=m["keepalive"])
+        c.loop(TIMEOUT_S)
+        c.disconnect()
+    except OSError:
+        pass  # the first login worked: nothing here is the node's problem
+    finally:
+        if c.socket():
+            c.socket().close()
 
 
 def check_login(r, cfg, ctx, ident):
@@ -375,13 +397,16 @@ def check_login(r, cfg, ctx, ident):
     return the CONNACK code."""
     m = cfg["mqtt"]
     answers = []
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=_client_id(cfg, "login"),
-                    protocol=paho.MQTTv311, clean_session=True)
+    # clean_session False and manual_ack: commands queued for the node stay queued for it.
+    cid = _client_id(cfg, "login")
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=cid,
+                    protocol=paho.MQTTv311, clean_session=False, manual_ack=True)
     if ctx:
         c.tls_set_context(ctx)
     if m["user"]:
         c.username_pw_set(m["user"], m["password"])
-    c.on_connect = lambda client, userdata, flags, rc, props: answers.append(rc)
+    present = []
+    c.on_connect = lambda client, userdata, flags, rc, props: (answers.append(rc), present.append(flags.session_present))
     try:
         c.connect(m["host"], m["port"], keepalive=m["keepalive"])
         deadline = time.monotonic() + TIMEOUT_S
@@ -395,6 +420,8 @@ def check_login(r, cfg, ctx, ident):
             c.disconnect()
         if c.socket():
             c.socket().close()
+    if answers and not answers[0].is_failure and not present[0]:
+        _forget_session(m, ctx, cid)
     who = "account '%s'" % ident if ident else "anonymous login"
     if not answers:
         raise Fail("the broker closed the connection without answering the login (see its log)")
@@ -421,13 +448,14 @@ class Probe5:
 
     Mosquitto answers a refused 3.1.1 PUBLISH as if accepted; in v5 its PUBACK or
     PUBREC says 0x87 Not authorized (seen with 2.0.11). A QoS 2 PUBLISH that is
-    never released (no PUBREL) is checked and answered, then dropped with the
-    session (session expiry 0): no subscriber ever sees the probe. paho cannot do
+    never released (no PUBREL) is checked and answered, and never reaches a
+    subscriber. paho cannot do
     that: it ignores PUBREC's reason code and always answers PUBREL."""
 
     def __init__(self, sock):
         self.sock = sock
         self.mid = 0
+        self.resumed = True  # until a CONNACK says the session is new
         self.received = []  # (topic, payload) of the messages the broker sent us
 
     def _send(self, first, body):
@@ -469,8 +497,7 @@ class Probe5:
         n = struct.unpack("!H", body[:2])[0]
         topic, i = body[2:2 + n].decode("utf-8", "replace"), 2 + n
         if (first >> 1) & 3:
-            self._send(0x40, body[i:i + 2])  # PUBACK
-            i += 2
+            i += 2  # no PUBACK: in the node's own session this may be a command queued for it
         _, plen = Properties(PacketTypes.PUBLISH).unpack(body[i:])
         self.received.append((topic, body[i + plen:]))
 
@@ -484,12 +511,15 @@ class Probe5:
         return struct.pack("!H", len(b)) + b
 
     def connect(self, client_id, user, password, keepalive):
-        """CONNECT with clean start and no session expiry; return (reason code, CONNACK properties)."""
-        flags = 0x02 | (0x80 if user else 0) | (0x40 if password else 0)
-        body = self._str("MQTT") + bytes([5, flags]) + struct.pack("!H", keepalive) + b"\x00" + self._str(client_id)
+        """CONNECT resuming the session and keeping it (Session Expiry Interval: never), as the node's
+        own 3.1.1 session is kept; return (reason code, CONNACK properties)."""
+        flags = (0x80 if user else 0) | (0x40 if password else 0)
+        body = (self._str("MQTT") + bytes([5, flags]) + struct.pack("!H", keepalive)
+                + b"\x05\x11\xff\xff\xff\xff" + self._str(client_id))
         body += (self._str(user) if user else b"") + (self._str(password) if password else b"")
         self._send(0x10, body)
         body = self._wait(2)
+        self.resumed = bool(body[0] & 1)
         props = Properties(PacketTypes.CONNACK)
         if len(body) > 2:
             props.unpack(body[2:])
@@ -509,6 +539,10 @@ class Probe5:
         _, plen = Properties(PacketTypes.SUBACK).unpack(body[2:])
         return list(body[2 + plen:])
 
+    def unsubscribe(self, topics):
+        self._send(0xA2, self._mid() + b"\x00" + b"".join(self._str(t) for t in topics))
+        self._wait(11)
+
     def drain(self):
         """Collect the retained messages the subscriptions brought: the broker sends
         them before it answers a PINGREQ sent after the SUBSCRIBE."""
@@ -517,7 +551,8 @@ class Probe5:
 
     def disconnect(self):
         try:
-            self._send(0xE0, b"")
+            # A session this probe made is dropped (Session Expiry Interval 0); the node's is kept.
+            self._send(0xE0, b"" if self.resumed else b"\x00\x05\x11\x00\x00\x00\x00")
         except OSError:
             pass  # the broker has gone already
         finally:
@@ -547,6 +582,7 @@ def run_probe(cfg, ctx, addr):
         topics = ["ctrlled", "maison/%s/led/set" % room, VERSION_TOPIC]
         res["subscribe"] = list(zip(topics, p.subscribe(topics)))
         p.drain()
+        p.unsubscribe([VERSION_TOPIC])  # the node's subscriptions are its own; this one is the probe's
         res["received"] = dict(p.received)
         return res
     finally:

@@ -86,7 +86,7 @@ def add_accounts(out, n, start=0, period_s=PERIOD_S):
 def local_broker(work):
     """A broker kit on free loopback ports and its Mosquitto, started."""
     out = str(pathlib.Path(work) / "kit")
-    s = kit.make_broker(out, host="localhost", port=broker.free_port(), ws_port=0,
+    s = kit.make_broker(out, host="localhost", port=broker.free_port(), tools_port=broker.free_port(), ws_port=0,
                         local_port=broker.free_port(), bind="127.0.0.1")
     mosq = broker.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(pathlib.Path(work) / "mosquitto.log"),
                             plain_port=s["local_port"])
@@ -415,7 +415,7 @@ def run_sim(n, runtime="cpython", heap=None, config=None, work=None):
             raise FleetError("the broker at %s:%d refuses the fleet's accounts: install the kit on it "
                              "(sudo make broker-install OUT=%s, or copy passwd and acl and reload Mosquitto), "
                              "then run again" % (first["host"], first["port"], os.path.relpath(out)))
-        witness = Witness(out, first["host"], s["port"])
+        witness = Witness(out, first["host"], s["tools_port"])
         where = "here" if first["host"] in ("localhost", "127.0.0.1") else "pi"
         print("fleet: watch the readings in another terminal (the password stays in the option files):\n\n"
               "  XDG_CONFIG_HOME=%s mosquitto_sub -v -t 'maison/+/valeur'\n"

@@ -41,7 +41,7 @@ allow ::1
 # Answer from our own clock when the internet (our upstream servers) is unreachable.
 local stratum 10
 """
-SECRET = ("server.key", "passwd", "acl", "mosquitto.conf")
+SECRET = ("server.key", "passwd", "passwd-tools", "acl", "mosquitto.conf")
 
 
 class InstallError(Exception):
@@ -115,7 +115,7 @@ def install(kit_dir, root="/", restart=True):
     os.makedirs(etc, exist_ok=True)
     os.chown(etc, 0, gid)
     os.chmod(etc, 0o750)
-    files = ["ca.pem", "server.pem", "server.key", "passwd", "acl"]
+    files = ["ca.pem", "server.pem", "server.key", "passwd", kit.TOOLS_PASSWD, "acl"]
     if s.get("bridge"):
         files.append(s["bridge"]["cafile"])
     for name in files:

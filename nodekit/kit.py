@@ -33,13 +33,14 @@ SERVER_DAYS = 825
 CLIENT_DAYS = 825
 CA_DAYS = 3650
 DASHBOARD = "dashboard"
+TOOLS_PASSWD = "passwd-tools"  # the accounts that are not nodes': the tools' and browsers' listeners
 KIT_FILE = "kit.json"  # the kit's settings (no secrets)
 WIFI_PLACEHOLDER = "your-wifi"  # the ssid make node writes until the person puts their network's
 PAGE_DIR = "www"  # the dashboard page Mosquitto serves (http_dir): make dashboard fills it
 BRIDGE_CA = "bridge-ca.pem"  # the remote broker's CA, PEM (Mosquitto's bridge_cafile wants PEM)
 BRIDGE_SECRET = "bridge.secret"  # the remote account's password, 0600, one line
 BRIDGE_DEFAULTS = {"name": "remote", "port": 8883, "user": None, "client_id": None, "try_private": True}
-DEFAULTS = {"host": "raspberrypi.local", "ips": [], "port": 8883, "ws_port": 9001, "ws_tls": True,
+DEFAULTS = {"host": "raspberrypi.local", "ips": [], "port": 8883, "tools_port": 8884, "ws_port": 9001, "ws_tls": True,
             "http_port": 9080, "local_port": 1883, "bind": None, "client_certs": False, "key_type": "rsa",
             "bridge": None, "nodes": []}
 
@@ -161,17 +162,23 @@ def render_conf(out, s, user=None):
     bind = (" " + s["bind"]) if s["bind"] else ""
     tls = ["cafile %s" % _p(out, "ca.pem"), "certfile %s" % _p(out, "server.pem"),
            "keyfile %s" % _p(out, "server.key"), "tls_version tlsv1.2"]
-    auth = ["allow_anonymous false", "password_file %s" % _p(out, "passwd"), "acl_file %s" % _p(out, "acl")]
+    acl = "acl_file %s" % _p(out, "acl")
+    every_account = ["allow_anonymous false", "password_file %s" % _p(out, "passwd"), acl]
+    # Where a client may pick its own id, no node account logs in: else node A could take node B's
+    # id, throw B off in a loop and take its session and queued commands.
+    tools_accounts = ["allow_anonymous false", "password_file %s" % _p(out, TOOLS_PASSWD), acl]
     page = page_listener(s)
-    # A page listener must refuse logins while the others take them: that needs each listener's
-    # own password file. Without one, the kit keeps one set for all.
-    listener_auth = auth if page else []
     lines = ["# Mosquitto configuration written by `make broker` (nodekit.kit). Regenerated on",
              "# every run: change the kit's settings with make, not here.",
-             "per_listener_settings %s" % ("true" if page else "false")] + ([] if page else auth) + [
+             # Each listener its own accounts: the nodes' port takes every account but fixes each
+             # client's id to its account's name, the others take no node account.
+             "per_listener_settings true",
              "persistence true",
              "persistence_location %s/" % _p(out, "data"),
              "autosave_interval 60",
+             # A session unseen for 30 days is dropped, with what was queued for it: the database
+             # holds no client that is gone for good.
+             "persistent_client_expiration 30d",
              "log_dest stderr",
              "log_type error", "log_type warning", "log_type notice", "log_type information",
              "connection_messages true",
@@ -193,16 +200,22 @@ def render_conf(out, s, user=None):
              ""]
     if user:
         lines[3:3] = ["user %s" % user]
-    lines += ["# MQTT over TLS: the nodes", "listener %d%s" % (s["port"], bind)] + listener_auth + tls
+    lines += ["# MQTT over TLS: the nodes. A client's id is its account's name (use_username_as_clientid,",
+              "# a listener option): no account can log in as another's id here.",
+              "listener %d%s" % (s["port"], bind)] + every_account + ["use_username_as_clientid true"] + tls
     if s["client_certs"]:
         lines += ["require_certificate true", "use_identity_as_username true"]
     lines.append("")
+    if s["tools_port"]:
+        lines += ["# MQTT over TLS for the PC's tools, Home Assistant and mosquitto_sub/pub (make broker",
+                  "# TOOLS_PORT=): the dashboard account only, any client id.",
+                  "listener %d%s" % (s["tools_port"], bind)] + tools_accounts + tls + [""]
     if s["local_port"]:
         lines += ["# Plain MQTT on this machine only, for debugging (mosquitto_sub -h localhost)",
-                  "listener %d 127.0.0.1" % s["local_port"]] + listener_auth + [""]
+                  "listener %d 127.0.0.1" % s["local_port"]] + every_account + [""]
     if s["ws_port"]:
         lines += ["# MQTT over WebSockets: the dashboard", "listener %d%s" % (s["ws_port"], bind),
-                  "protocol websockets"] + listener_auth
+                  "protocol websockets"] + tools_accounts
         if s["ws_tls"]:
             lines += tls
         else:  # the page and its MQTT on one plain port: everything in clear (make broker WS_TLS=0)
@@ -269,10 +282,17 @@ def write_files(out, s):
     # Run as root, Mosquitto drops to its `user`; the kit's files are its owner's.
     _write_text(_p(out, "mosquitto.conf"), render_conf(out, s, user=_owner()), 0o600)
     _write_text(_p(out, "acl"), render_acl(s), 0o600)
+    _write_tools_passwd(out, s)
     write_client_options(out, s)
     _save_settings(out, s)
     from nodekit import dashboard  # the page's settings.json, and the built page if there is one
     dashboard.write_page(_p(out, PAGE_DIR), s)
+
+
+def _write_tools_passwd(out, s):
+    """passwd without the nodes' accounts: for the listeners where a client picks its own id."""
+    lines = passwd.read(_p(out, "passwd"))
+    _write_text(_p(out, TOOLS_PASSWD), "".join(v + "\n" for u, v in lines.items() if u not in s["nodes"]), 0o600)
 
 
 # --- mosquitto_sub / mosquitto_pub options ---------------------------------------
@@ -290,16 +310,13 @@ def write_client_options(out, s):
     except (OSError, ValueError, KeyError):
         return
     ca = os.path.abspath(_p(out, "ca.pem"))
-    tls = "-p %d\n--cafile %s\n" % (s["port"], ca)
     for where, host in (("pi", s["host"]), ("here", "localhost")):
         d = _p(out, CLIENTS, where)
         os.makedirs(d, mode=0o700, exist_ok=True)
         os.chmod(_p(out, CLIENTS), 0o700)
         os.chmod(d, 0o700)
-        # With CLIENT_CERTS=1 the TLS port wants a certificate the dashboard account has not: on
-        # the broker's own machine, its localhost-only plaintext port serves instead.
-        port = "-p %d\n" % s["local_port"] if s["client_certs"] and s["local_port"] and where == "here" else tls
-        text = "-h %s\n%s-u %s\n-P %s\n" % (host, port, DASHBOARD, pw)
+        # The tools' port: on the nodes' port every client of one account would share one id.
+        text = "-h %s\n-p %d\n--cafile %s\n-u %s\n-P %s\n" % (host, s["tools_port"], ca, DASHBOARD, pw)
         for client in ("mosquitto_sub", "mosquitto_pub"):
             _write_text(os.path.join(d, client), text, 0o600)
 
@@ -322,7 +339,7 @@ def busy_ports(s):
     import errno
 
     bind = s["bind"] or ""
-    wanted = [(s["port"], "PORT", bind), (s["ws_port"], "WS_PORT", bind), (s["local_port"], "LOCAL_PORT", "127.0.0.1"),
+    wanted = [(s["port"], "PORT", bind), (s["tools_port"], "TOOLS_PORT", bind), (s["ws_port"], "WS_PORT", bind), (s["local_port"], "LOCAL_PORT", "127.0.0.1"),
               (page_listener(s), "HTTP_PORT", bind)]
     busy = []
     for port, name, addr in wanted:
@@ -448,7 +465,7 @@ def _set_account(out, user, password=None):
     return password
 
 
-def make_broker(out, host=None, ips=None, port=None, ws_port=None, ws_tls=None, local_port=None,
+def make_broker(out, host=None, ips=None, port=None, tools_port=None, ws_port=None, ws_tls=None, local_port=None,
                 bind=None, client_certs=None, key_type=None, renew=False, new_ca=False, bridge=None,
                 http_port=None):
     """Write or update the kit. bridge: None keeps the kit's bridge, False removes it, a dict
@@ -468,7 +485,7 @@ def make_broker(out, host=None, ips=None, port=None, ws_port=None, ws_tls=None, 
                            host, old_host, host, old_host,
                            ", and %d node config(s) name %s (%s)" % (len(named), old_host, ", ".join(named))
                            if named else "", host))
-    for k, v in (("host", host), ("ips", ips), ("port", port), ("ws_port", ws_port), ("ws_tls", ws_tls),
+    for k, v in (("host", host), ("ips", ips), ("port", port), ("tools_port", tools_port), ("ws_port", ws_port), ("ws_tls", ws_tls),
                  ("local_port", local_port), ("bind", bind), ("client_certs", client_certs),
                  ("key_type", key_type), ("http_port", http_port)):
         if v is not None:
@@ -476,9 +493,13 @@ def make_broker(out, host=None, ips=None, port=None, ws_port=None, ws_tls=None, 
     for ip in s["ips"]:
         if not _is_ip(ip):
             raise KitError("BROKER_IPS: %r is not an IP address" % ip)
-    page = page_listener(s)
-    if page and page in (s["port"], s["ws_port"], s["local_port"]):
-        raise KitError("HTTP_PORT: %d is already one of the broker's ports (PORT, WS_PORT, LOCAL_PORT)" % page)
+    ports = [(s[k], k.upper()) for k in ("port", "tools_port", "ws_port", "local_port") if s[k]]
+    if page_listener(s):
+        ports.append((page_listener(s), "HTTP_PORT"))
+    for i, (port, name) in enumerate(ports):
+        same = [n for p, n in ports[:i] if p == port]
+        if same:
+            raise KitError("%s: %d is already %s, one of the broker's ports: give each its own" % (name, port, same[0]))
     if bridge is False:
         _remove_bridge(out, s)
     elif bridge:
@@ -573,7 +594,9 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=
     if os.path.exists(cfg_path):
         with open(cfg_path) as f:
             old = json.load(f)
-    mqtt = {"host": s["host"], "port": s["port"], "tls": tls, "keepalive": 60}
+    # client_id: the broker makes it the account's name on the nodes' port anyway; saying so here
+    # keeps the node's log lines true.
+    mqtt = {"host": s["host"], "port": s["port"], "tls": tls, "keepalive": 60, "client_id": user}
     if s["client_certs"]:
         if not _signed_by(_p(ndir, "client.der"), ca_cert):  # none yet, or from a replaced CA
             key = certs.new_key(s["key_type"])
@@ -650,6 +673,7 @@ def main(argv=None):
     b.add_argument("--host")
     b.add_argument("--ips", help="comma-separated IP addresses for the certificate")
     b.add_argument("--port", type=int)
+    b.add_argument("--tools-port", type=int, help="TLS for the PC's tools and Home Assistant (default 8884)")
     b.add_argument("--ws-port", type=_ports)
     b.add_argument("--ws-tls", choices=("0", "1"))
     b.add_argument("--http-port", type=_ports, help="the dashboard page's plain port when WS_TLS=1 (default 9080; 0: none)")
@@ -685,12 +709,12 @@ def main(argv=None):
             try_here(a.out)
         elif a.cmd == "broker":
             s = make_broker(a.out, host=a.host, ips=[i for i in a.ips.split(",") if i] if a.ips else None,
-                            port=a.port, ws_port=a.ws_port,
+                            port=a.port, tools_port=a.tools_port, ws_port=a.ws_port,
                             ws_tls=None if a.ws_tls is None else a.ws_tls == "1", http_port=a.http_port,
                             local_port=a.local_port,
                             client_certs=None if a.client_certs is None else a.client_certs == "1",
                             key_type=a.key_type, renew=a.renew, new_ca=a.new_ca, bridge=_bridge_args(a))
-            print("kit: %s ready for %s (TLS on %d%s)" % (a.out, s["host"], s["port"],
+            print("kit: %s ready for %s (TLS on %d for the nodes, %d for the tools%s)" % (a.out, s["host"], s["port"], s["tools_port"],
                   ", WebSockets on %d" % s["ws_port"] if s["ws_port"] else ""))
             b = s["bridge"]
             if b:  # never the password

@@ -265,7 +265,7 @@ class SimNode:
 def local_kit(workdir, room="salon"):
     """A broker kit for this PC on free loopback ports, and one node's config."""
     out = str(pathlib.Path(workdir) / "kit")
-    kit.make_broker(out, host="localhost", port=broker.free_port(), ws_port=broker.free_port(), ws_tls=False,
+    kit.make_broker(out, host="localhost", port=broker.free_port(), tools_port=broker.free_port(), ws_port=broker.free_port(), ws_tls=False,
                     local_port=broker.free_port(), bind="127.0.0.1")
     cfg_path = kit.add_node(out, room, wifi_ssid="maison", wifi_password="sim-wifi", sensor="sim")
     return out, cfg_path

@@ -28,7 +28,7 @@ def run(duration, runtime, seed=None, period=0.5, out=sys.stdout):
     rng = random.Random(seed)
     work = pathlib.Path(tempfile.mkdtemp(prefix="soak-"))
     kdir = str(work / "kit")
-    s = kit.make_broker(kdir, host="localhost", port=broker.free_port(), ws_port=0,
+    s = kit.make_broker(kdir, host="localhost", port=broker.free_port(), tools_port=broker.free_port(), ws_port=0,
                         local_port=broker.free_port(), bind="127.0.0.1")
     cfg_path = kit.add_node(kdir, "salon", wifi_ssid="maison", wifi_password="pw", sensor="sim")
     cfg = json.loads(open(cfg_path).read())
@@ -50,7 +50,7 @@ def run(duration, runtime, seed=None, period=0.5, out=sys.stdout):
     sub.username_pw_set(dash["user"], dash["password"])
     sub.on_message = on_message
     sub.on_connect = lambda c, u, f, rc, p: c.subscribe([("maison/salon/valeur", 1), ("maison/salon/stats", 1)])
-    sub.connect("localhost", s["port"])
+    sub.connect("localhost", s["tools_port"])
     sub.loop_start()
     log = open(work / "node.log", "wb")
     node = sim.SimNode(cfg_path, work / "board", runtime, output=log).start()

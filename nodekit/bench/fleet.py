@@ -20,6 +20,7 @@ import tempfile
 import time
 
 from nodekit import fleet as fl
+from nodekit import kit
 
 STEPS = (100, 250, 500, 1000, 1500, 2000)
 QUICK_STEPS = (10, 25)
@@ -70,7 +71,7 @@ def _idle_cost_micropython(work, out, mosq, n=5, seconds=10):
     """CPU per connected, idle node in the MicroPython VM (for the report: why the fleet
     runs on CPython)."""
     configs = fl.add_accounts(out, n, start=0)
-    witness = fl.Witness(out, "localhost", mosq.port)
+    witness = fl.Witness(out, "localhost", kit.load_settings(out)["tools_port"])
     f = fl.Fleet(configs, pathlib.Path(work) / "mp", "micropython")
     try:
         f.grow(n, witness.has, timeout_s=60)
@@ -104,7 +105,7 @@ def run(quick=False, budget_s=None, runtime="cpython", steps=None, log=None):
     try:
         t = time.monotonic()
         mosq.start()
-        witness = fl.Witness(out, "localhost", mosq.port)
+        witness = fl.Witness(out, "localhost", kit.load_settings(out)["tools_port"])
         fleet = fl.Fleet([], work, runtime)
         start_s_per_node = 0.2  # first guess; measured at each step
         for n in steps:

@@ -61,7 +61,7 @@ class Watcher:
         subscribed = queue.Queue()
         self.c.on_message = self._on_message
         self.c.on_subscribe = lambda *a: subscribed.put(True)
-        self.c.connect("localhost", rig.port)
+        self.c.connect("localhost", rig.settings["tools_port"])
         self.c.loop_start()
         # Not the command topics (led/set): their copy would queue behind the broker's next
         # write to this client, and Mosquitto's sockets wait for an ACK (Nagle) before sending it.
@@ -178,7 +178,8 @@ class Rig:
     def __init__(self, root):
         self.root = pathlib.Path(root)
         self.out = str(self.root / "kit")
-        self.settings = kit.make_broker(self.out, host="localhost", port=free_port(), ws_port=free_port(),
+        self.settings = kit.make_broker(self.out, host="localhost", port=free_port(), tools_port=free_port(),
+                                        ws_port=free_port(),
                                         ws_tls=False, local_port=free_port(), bind="127.0.0.1")
         self.port = self.settings["port"]
         self.local_port = self.settings["local_port"]
