@@ -207,3 +207,19 @@ def test_unreadable_config_is_one_line(tmp_path, capsys):
     assert doctor.main(["--config", str(tmp_path / "missing.json")]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err == "doctor: cannot read %s: No such file or directory\n" % (tmp_path / "missing.json")
+
+
+def test_the_doctor_keeps_what_is_queued_for_the_node(broker, start_node, capsys):
+    # The doctor logs in with the node's account; on the kit's nodes' port that is the node's own
+    # session. A command queued for a node that is away still reaches it after a doctor run.
+    cfg = broker.node_config(ntp=False, period_s=60)
+    node = start_node(cfg, "cpython")
+    node.wait_log(r"mqtt  connected to \S+ as salon ")
+    node.stop()
+    w = broker.witness("maison/salon/led")
+    w.publish("maison/salon/led/set", b"1")  # queued for the absent node (QoS 1, its session)
+    rc, lines = run(cfg, capsys)
+    assert rc == 0, lines
+    node = start_node(cfg, "cpython", name="again")
+    assert w.next("maison/salon/led", where=lambda m: m[1] == b"1", timeout=30)
+    node.wait_log(r"mqtt  connected to \S+ as salon \(resumed session\)")
