@@ -50,8 +50,9 @@ def answers_mqtt(port, host="127.0.0.1", timeout=2.0):
 
 
 class Mosquitto:
-    def __init__(self, conf, port, log_path, plain_port=None):
+    def __init__(self, conf, port, log_path, plain_port=None, reserve=dbguard.RESERVE):
         self.conf = conf
+        self.reserve = reserve  # bytes the database guard sets aside for the save at a stop
         self.port = port
         self.plain_port = plain_port  # if given, readiness is proved by an MQTT answer there
         self.log_path = log_path
@@ -68,7 +69,7 @@ class Mosquitto:
         # As the installed service does (ExecStartPre): a corrupt database must not stop the broker.
         db = self.persistence_file()
         if db:
-            dbguard.guard(db)
+            dbguard.prepare(db, self.reserve)
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([exe, "-c", self.conf], stdout=self._log, stderr=subprocess.STDOUT,
@@ -98,6 +99,9 @@ class Mosquitto:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
+            db = self.persistence_file()
+            if db:
+                dbguard.release(db)  # as the installed service does (ExecStop): room for the last save
             self.proc.terminate()
             try:
                 self.proc.wait(5)

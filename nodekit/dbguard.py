@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
-"""Move a corrupt Mosquitto persistence file aside so the broker still starts.
+"""Keep Mosquitto's persistence file usable through power cuts and a full disk.
 
 A power cut while Mosquitto saves can leave mosquitto.db truncated or zeroed,
 and Mosquitto 2 then refuses to start ("Unable to restore persistent database").
 Run before Mosquitto (make broker-install adds it as ExecStartPre): it walks the
 file's chunk structure and, if it does not hold together, renames the file to
 mosquitto.db.corrupt-<time> and says so. The retained messages and queued
-sessions in it are lost; the broker comes back. Standard library only.
+sessions in it are lost; the broker comes back.
 
-    mosquitto-db-guard /var/lib/mosquitto/mosquitto.db
+On a full disk Mosquitto's save fails half-way: it keeps the last good
+mosquitto.db (it writes mosquitto.db.new, then renames it) but leaves the .new
+behind, still filling the disk, and a restart would bring back that old state.
+So before a start the guard removes a leftover .new and sets aside
+mosquitto.db.reserve (8 MiB, or twice the database), and when the service stops
+(ExecStop, before Mosquitto's last save) it frees that room: the state at the
+stop is saved, whatever else filled the disk. Standard library only.
+
+    mosquitto-db-guard /var/lib/mosquitto/mosquitto.db            (before a start)
+    mosquitto-db-guard --release /var/lib/mosquitto/mosquitto.db  (before a stop)
 """
+import errno
 import os
 import struct
 import sys
@@ -19,6 +29,7 @@ MAGIC = b"\x00\xb5\x00mosquitto db"
 _HEADER = len(MAGIC) + 8   # magic, crc (unused), format version
 _CHUNK = 8                 # type, length: big-endian uint32 each
 _KNOWN_TYPES = range(1, 16)
+RESERVE = 8 << 20          # bytes set aside for the save at a stop (the kit's database is far smaller)
 
 
 def problem(data):
@@ -58,8 +69,60 @@ def guard(path):
     return why
 
 
+def _say(text):
+    print("mosquitto-db-guard: " + text, file=sys.stderr)
+
+
+def prepare(path, reserve=RESERVE):
+    """Before Mosquitto starts: a failed save's leftover removed, a corrupt file moved aside, the
+    reserve made. Returns what was wrong with the database, or None."""
+    leftover = path + ".new"
+    if os.path.exists(leftover):
+        os.remove(leftover)
+        _say("%s was a save that did not finish (a full disk?): removed; %s is the last good save"
+             % (leftover, path))
+    why = guard(path)
+    try:
+        size = max(reserve, 2 * os.path.getsize(path))
+    except FileNotFoundError:
+        size = reserve
+    spare = path + ".reserve"
+    if os.path.exists(spare) and os.path.getsize(spare) >= size:
+        return why
+    try:
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        os.remove(spare)
+        _say("only %d KB free beside %s: no room set aside for the save at the next stop; free some "
+             "space (the broker's state may then not survive a restart)" % (_free(path) // 1024, path))
+    return why
+
+
+def release(path):
+    """Before Mosquitto stops: free the reserve, so its last save has room."""
+    try:
+        os.remove(path + ".reserve")
+    except FileNotFoundError:
+        pass
+
+
+def _free(path):
+    st = os.statvfs(os.path.dirname(path) or ".")
+    return st.f_bavail * st.f_frsize
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: mosquitto-db-guard /var/lib/mosquitto/mosquitto.db", file=sys.stderr)
+    args = sys.argv[1:]
+    stop = args[:1] == ["--release"]
+    if stop:
+        args = args[1:]
+    if len(args) != 1:
+        print("usage: mosquitto-db-guard [--release] /var/lib/mosquitto/mosquitto.db", file=sys.stderr)
         sys.exit(2)
-    guard(sys.argv[1])
+    release(args[0]) if stop else prepare(args[0])

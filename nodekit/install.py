@@ -134,8 +134,10 @@ def install(kit_dir, root="/", restart=True):
     _put(str(REPO / "nodekit" / "dbguard.py"), guard, 0o755, 0)
     dropin = os.path.join(root, DROPIN)
     os.makedirs(os.path.dirname(dropin), exist_ok=True)
-    _put("[Service]\n# A power cut must not leave a broker that refuses to start.\n"
-         "ExecStartPre=/%s /var/lib/mosquitto/mosquitto.db\n" % GUARD, dropin, 0o644, 0, text=True)
+    _put("[Service]\n# A power cut must not leave a broker that refuses to start, nor a full disk a broker\n"
+         "# that comes back with an old state: room is set aside at start and freed for the last save.\n"
+         "ExecStartPre=/%s /var/lib/mosquitto/mosquitto.db\n"
+         "ExecStop=/%s --release /var/lib/mosquitto/mosquitto.db\n" % (GUARD, GUARD), dropin, 0o644, 0, text=True)
     chrony = install_chrony(root)
     if restart:
         if chrony and subprocess.run(["systemctl", "restart", "chrony"]).returncode:
