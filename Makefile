@@ -21,7 +21,7 @@ ROOM    ?=
 PYTEST_ARGS ?=
 TEST_JOBS ?= 3
 
-.PHONY: help setup system system-dashboard system-test sim test broker broker-try node doctor broker-install soak clean firmware flash bench dashboard
+.PHONY: help setup system system-dashboard system-test sim test broker broker-try node doctor broker-install broker-uninstall soak clean firmware flash bench dashboard
 
 help:
 	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json] [BOARD=esp8266|esp32|huzzah...]   run a node on this PC"
@@ -104,10 +104,14 @@ dashboard: $(DASHBOARD_PAGE) $(VENV)/.installed
 broker-try: $(VENV)/.installed
 	@$(VPY) -m nodekit.kit try --out $(OUT)
 
-# On the Pi, as root: install the kit under /etc/mosquitto and restart Mosquitto.
-# ROOT=folder: a trial into that folder (nothing restarted, the files it would write listed).
+# On the Pi, as root: install the kit beside the Pi's own Mosquitto set-up and restart Mosquitto.
+# DRY_RUN=1: list what would change, change nothing. ROOT=folder: a trial into that folder
+# (nothing restarted). broker-uninstall: put the Pi back as it was before the install.
 broker-install: $(VENV)/.installed
-	$(VPY) -m nodekit.install --out "$(OUT)" $(if $(ROOT),--root "$(ROOT)")
+	$(VPY) -m nodekit.install --out "$(OUT)" $(if $(ROOT),--root "$(ROOT)") $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+broker-uninstall: $(VENV)/.installed
+	$(VPY) -m nodekit.install --undo $(if $(ROOT),--root "$(ROOT)")
 
 node: $(VENV)/.installed
 	@test -n "$(ROOM)" || { echo "make node: give the room, e.g. make node ROOM=salon OUT=$(OUT)"; exit 2; }

@@ -28,8 +28,8 @@ def test_installed_broker_reads_its_files_as_mosquitto_and_refuses_anonymous(tmp
     for name in ("server.key", "passwd", "passwd-tools", "acl"):
         st = os.stat(os.path.join(etc, name))
         assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_uid == 0
-    conf = os.path.join(root, "etc/mosquitto/mosquitto.conf")
-    text = open(conf).read()
+    conf = os.path.join(root, "etc/mosquitto/mosquitto.conf")  # (none of the Pi's own here: one reading conf.d)
+    text = open(os.path.join(root, "etc/mosquitto/conf.d/zz-maison.conf")).read()
     assert "user mosquitto" in text and "persistence_location %s/var/lib/mosquitto/" % root in text
     s = kit.load_settings(out)
     with Mosquitto(conf, s["port"], str(tmp_path / "m.log"), plain_port=s["local_port"]) as m:
@@ -67,8 +67,8 @@ def test_a_trial_install_into_a_folder_lists_what_it_writes(tmp_path, root):
     r = subprocess.run(["make", "-s", "--no-print-directory", "broker-install", "OUT=%s" % out, "ROOT=%s" % root],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "broker-install: wrote %s" % os.path.join(root, "etc/mosquitto/mosquitto.conf") in r.stdout
-    assert "broker-install: wrote %s" % os.path.join(root, "etc/mosquitto/maison/acl") in r.stdout
+    assert "broker-install: add     %s" % os.path.join(root, "etc/mosquitto/conf.d/zz-maison.conf") in r.stdout
+    assert "broker-install: add     %s" % os.path.join(root, "etc/mosquitto/maison/acl") in r.stdout
     assert r.stdout.strip().endswith("a trial under %s: nothing outside it was changed or restarted" % root)
 
 
@@ -93,3 +93,111 @@ def test_root_copies_only_the_kits_own_files_and_settings(tmp_path, root, case, 
     err = capsys.readouterr().err
     assert rc == 1 and why in err, err
     assert not os.path.exists(os.path.join(root, "etc/mosquitto/mosquitto.conf"))  # stopped before the config
+
+
+# --- beside what the Pi already runs --------------------------------------------------------
+DEBIAN_CONF = """# Place your local configuration in /etc/mosquitto/conf.d/
+# (Debian's pid_file line left out: a test's Mosquitto, not systemd's)
+
+persistence true
+persistence_location {root}/var/lib/mosquitto/
+
+log_dest stderr
+
+include_dir {root}/etc/mosquitto/conf.d
+"""
+
+
+def _snapshot(root):
+    """Every file under root with its bytes (the Pi as it is)."""
+    found = {}
+    for d, _, names in os.walk(root):
+        for n in names:
+            with open(os.path.join(d, n), "rb") as f:
+                found[os.path.relpath(os.path.join(d, n), root)] = f.read()
+    return found
+
+
+def _pi_with(root, other):
+    """A Pi whose Mosquitto already serves another service: Debian's mosquitto.conf, and conf.d/other.conf."""
+    os.makedirs(os.path.join(root, "etc/mosquitto/conf.d"))
+    os.makedirs(os.path.join(root, "var/lib/mosquitto"))
+    with open(os.path.join(root, "etc/mosquitto/mosquitto.conf"), "w") as f:
+        f.write(DEBIAN_CONF.format(root=root))
+    with open(os.path.join(root, "etc/mosquitto/conf.d/other.conf"), "w") as f:
+        f.write(other)
+
+
+def test_the_kit_goes_beside_another_services_listener_and_undoes_cleanly(tmp_path, root, capsys):
+    # Zigbee2MQTT's own listener and account, set per listener: the install adds the kit beside it,
+    # both work, and the undo leaves every file of the Pi as it was.
+    from nodekit import passwd
+    other_pw = passwd.new_password()
+    other_port = free_port()
+    pwfile = os.path.join(root, "etc/mosquitto/other.passwd")
+    _pi_with(root, "per_listener_settings true\nlistener %d 127.0.0.1\nallow_anonymous false\n"
+                   "password_file %s\n" % (other_port, pwfile))
+    with open(pwfile, "w") as f:
+        f.write(passwd.hash_line("zigbee", other_pw) + "\n")
+    before = _snapshot(root)
+    out = str(tmp_path / "kit")
+    s = kit.make_broker(out, host="localhost", port=free_port(), tools_port=free_port(), ws_port=0,
+                        local_port=free_port())
+    cfg = json.load(open(kit.add_node(out, "salon")))
+    assert install.main(["--out", out, "--root", root, "--dry-run"]) == 0
+    said = capsys.readouterr().out
+    assert "add     %s/etc/mosquitto/conf.d/zz-maison.conf" % root in said and "nothing was changed" in said
+    assert _snapshot(root) == before  # a dry run writes nothing
+    assert install.main(["--out", out, "--root", root, "--no-restart"]) == 0
+    assert open(os.path.join(root, "etc/mosquitto/mosquitto.conf")).read() == DEBIAN_CONF.format(root=root)
+    conf = os.path.join(root, "etc/mosquitto/mosquitto.conf")
+    with Mosquitto(conf, s["port"], str(tmp_path / "m.log"), plain_port=s["local_port"]) as m:
+        for port, user, pw, ca in ((s["port"], "salon", cfg["mqtt"]["password"], os.path.join(out, "ca.pem")),
+                                   (other_port, "zigbee", other_pw, None)):
+            ok = []
+            c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="t-%s" % user)
+            if ca:
+                c.tls_set(ca_certs=ca)
+            c.username_pw_set(user, pw)
+            c.on_connect = lambda cl, u, f, rc, p: ok.append(rc)
+            c.connect("localhost", port)
+            c.loop_start()
+            for _ in range(100):
+                if ok:
+                    break
+                __import__("time").sleep(0.05)
+            c.loop_stop()
+            c.disconnect()
+            assert ok and ok[0] == 0, (user, ok, m.log())
+    assert install.main(["--undo", "--root", root, "--no-restart"]) == 0
+    after = _snapshot(root)
+    del after["var/lib/mosquitto/mosquitto.db"]  # the broker's own state, saved as it stopped: kept
+    assert after == before, sorted(set(after) ^ set(before))
+
+
+@pytest.mark.parametrize("other, named", [
+    ("listener 8883\n", "`listener 8883` is also the kit's PORT=8883"),
+    ("listener 1884\nallow_anonymous true\n", "`allow_anonymous` applies to every listener"),
+    ("max_packet_size 268435455\n", "`max_packet_size 268435455`, where the kit needs `max_packet_size 4096`"),
+])
+def test_what_the_kit_cannot_sit_beside_is_refused_naming_it(tmp_path, root, capsys, other, named):
+    _pi_with(root, other)
+    before = _snapshot(root)
+    out = str(tmp_path / "kit")
+    kit.make_broker(out, host="localhost")
+    assert install.main(["--out", out, "--root", root, "--no-restart"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was changed" in err and "%s/etc/mosquitto/conf.d/other.conf:" % root in err and named in err, err
+    assert _snapshot(root) == before
+
+
+def test_an_earlier_install_that_replaced_mosquitto_conf_is_put_back(tmp_path, root, capsys):
+    _pi_with(root, "")
+    conf = os.path.join(root, "etc/mosquitto/mosquitto.conf")
+    os.rename(conf, conf + ".orig")
+    with open(conf, "w") as f:  # what broker-install wrote before it installed beside
+        f.write("# Mosquitto configuration written by `make broker` (nodekit.kit). Regenerated on\nlistener 8883\n")
+    out = str(tmp_path / "kit")
+    kit.make_broker(out, host="localhost")
+    assert install.main(["--out", out, "--root", root, "--no-restart"]) == 0
+    assert open(conf).read() == DEBIAN_CONF.format(root=root) and not os.path.exists(conf + ".orig")
