@@ -58,3 +58,30 @@ def test_without_the_key_nothing_is_announced(broker, start_node):
     w.next("maison/salon/valeur")
     w.next("maison/salon/valeur")
     assert not [m for m in w.seen if m[0].startswith("homeassistant/")]
+
+
+def test_a_dht22_appears_as_a_temperature_and_a_humidity(broker, start_node):
+    w = broker.witness("homeassistant/#", "maison/#")
+    cfg = broker.node_config(homeassistant=True, period_s=2, sensor={"type": "dht22", "pin": 4})
+    node = start_node(cfg, "micropython")
+    (node.sim.board_dir / "dht4").write_text("20.5 55.5")
+    temp = json.loads(w.next("homeassistant/sensor/maison_salon/valeur/config")[1])
+    hum = json.loads(w.next("homeassistant/sensor/maison_salon/humidite/config")[1])
+    for c in (temp, hum):
+        assert set(c) <= SENSOR, set(c) - SENSOR
+    assert (temp["device_class"], temp["unit_of_measurement"]) == ("temperature", "°C")
+    assert (hum["device_class"], hum["unit_of_measurement"]) == ("humidity", "%")
+    assert temp["unique_id"] != hum["unique_id"]
+    assert w.next(temp["state_topic"], where=lambda m: m[1] == b"20.50", timeout=30)
+    assert w.next(hum["state_topic"], where=lambda m: m[1] == b"55.50", timeout=30)
+
+
+def test_an_adc_in_its_unit_appears_with_it_and_no_device_class(broker, start_node):
+    w = broker.witness("homeassistant/#")
+    cfg = broker.node_config(homeassistant=True, period_s=1,
+                             sensor={"type": "adc", "pin": 0, "unit": "lx", "scale": 0.1})
+    start_node(cfg, "cpython")
+    c = json.loads(w.next("homeassistant/sensor/maison_salon/valeur/config")[1])
+    assert c["unit_of_measurement"] == "lx" and "device_class" not in c
+    w.next("homeassistant/switch/maison_salon/led/config")  # the last config sent
+    assert not [m for m in w.seen if "humidite" in m[0]]

@@ -575,6 +575,8 @@ def run_probe(cfg, ctx, addr):
             return res
         # The topics the node writes (lib/node/app.py, session.py) and reads.
         writes = ["maison/%s/valeur" % room, "maison/%s/status" % room, "maison/%s/led" % room]
+        if cfg["sensor"]["type"][:3] == "dht":  # a DHT's humidity (node/app.py t_second)
+            writes.append("maison/%s/humidite" % room)
         if cfg["homeassistant"]:  # the discovery topics, named by the node's own code
             from node import homeassistant
             writes += [t for t, _ in homeassistant.configs(cfg, "doctor")]

@@ -249,7 +249,7 @@ def render_conf(out, s, user=None):
     return "\n".join(lines)
 
 
-NODE_TOPICS = ("valeur", "status", "led", "stats")  # maison/<room>/...: what a node may write
+NODE_TOPICS = ("valeur", "humidite", "status", "led", "stats")  # maison/<room>/...: what a node may write
 
 
 def render_acl(s):
@@ -270,6 +270,7 @@ def render_acl(s):
                   "topic read ctrlled", "topic read maison/%s/led/set" % room,
                   # Home Assistant discovery ("homeassistant": true in the node's config)
                   "topic write %s/sensor/%s/valeur/config" % (PREFIX, object_id(room)),
+                  "topic write %s/sensor/%s/humidite/config" % (PREFIX, object_id(room)),
                   "topic write %s/switch/%s/led/config" % (PREFIX, object_id(room)), ""]
     return "\n".join(lines)
 

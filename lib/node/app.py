@@ -65,12 +65,16 @@ class Node:
         self._led_low = cfg["led"]["active_low"]
         self._led_pin = machine.Pin(cfg["led"]["pin"], machine.Pin.OUT, value=1 if self._led_low else 0)
         self.led_on = False
-        self.read = sensor.make(cfg["sensor"])  # () -> a reading
+        # () -> a reading; a probe's second quantity of the same measure, on its own topic; what
+        # asks a probe ahead of each reading (node/sensor.py)
+        self.read, self.read2, self.start_read = sensor.make(cfg["sensor"])
+        self.t_second = ("maison/%s/humidite" % room).encode() if self.read2 else None
+        self._part = 0  # 1 while the oldest slot's reading is delivered and its second is not
         # Stable across reboots: the room plus the chip's own id.
         self.client_id = cfg["mqtt"]["client_id"] or "%s-%s" % (room, hexlify(machine.unique_id()).decode())
         self.session = Session(cfg, self.client_id, self.on_message, self.on_puback)
         gc.collect()
-        self.backlog = Backlog(cfg["buffer"])
+        self.backlog = Backlog(cfg["buffer"], self.read2 is not None)
         cap = cfg["backoff_max_ms"]
         self.wifi = Wifi(cfg["wifi"], lambda attempt: backoff_ms(attempt, cap), cfg["mqtt"]["host"])
         self.stats = Stats()
@@ -177,6 +181,7 @@ class Node:
     def take_reading(self):
         try:
             value = self.read()
+            second = self.read2() if self.read2 else 0
         except Exception as e:  # a faulty sensor skips this reading, not the loop
             self.stats.sensor_errors += 1
             log("read", "sensor error: %r; reading skipped", e)
@@ -186,9 +191,10 @@ class Node:
         if self.is_int is None:
             self.is_int = type(value) is int
         self.seq += 1
-        if self.backlog.push(value, time.ticks_ms(), self.seq):
+        if self.backlog.push(value, time.ticks_ms(), self.seq, second):
             # The oldest may be the one in flight: its PUBACK must then pop nothing else.
             self.session.inflight = 0
+            self._part = 0
             log("read", "buffer full (%d readings): oldest dropped, %d dropped so far",
                 self.backlog.size, self.backlog.dropped)
         if not self.session.connected:
@@ -215,13 +221,15 @@ class Node:
         s = self.session
         while b.count and s.connected and not s.inflight:
             value, ticks, seq = b.oldest()
+            if self._part:  # the same slot's second quantity, with its seq
+                value = b.second()
             text = self._text(value)
             if self._json:
                 payload = '{"value": %s, "seq": %d, "age_ms": %d}' % (
                     text, seq, time.ticks_diff(time.ticks_ms(), ticks))
             else:
                 payload = text
-            s.publish(self.t_value, payload.encode(), False, self._qos, False)
+            s.publish(self.t_second if self._part else self.t_value, payload.encode(), False, self._qos, False)
             if not self._qos:
                 self._delivered()
 
@@ -236,11 +244,19 @@ class Node:
 
     def _delivered(self):
         b = self.backlog
+        if self._part:
+            self._part = 0
+            log("read", "%s -> %s", self._text(b.second()), self.t_second.decode())
+            b.pop()
+            return
         text = self._text(b.oldest()[0])
-        b.pop()
         self.stats.sent += 1
+        if self.t_second:
+            self._part = 1  # the slot leaves the backlog once its second is through too
+        else:
+            b.pop()
         log("read", "%s -> %s%s", text, self.t_value.decode(),
-            " (late, %d waiting)" % b.count if b.count else "")
+            " (late, %d waiting)" % (b.count - self._part) if b.count - self._part else "")
 
     # --- connection -------------------------------------------------------------
     def publish_stats(self):
@@ -348,6 +364,7 @@ class Node:
             if clock.is_set():
                 clock = _forget_clock()
         clock_at, clock_try = t_next, 0
+        asked = False  # the probe asked ahead of the next reading (self.start_read)
         # Fed when the loop comes round (and by the session as packets arrive): a hang
         # anywhere resets the board, while Wi-Fi or broker outages, which the loop rides
         # out, never do. No step of the loop waits longer than the watchdog allows.
@@ -370,12 +387,19 @@ class Node:
                 self._missed(-due // period)
                 self.take_reading()
                 t_next = _next_slot(t_next, period, now)
+                asked = False
                 if self.session.connected:
                     try:
                         self.deliver()
                     except Exception as e:
                         self._lost(e)
                 continue
+            if self.start_read and not asked:  # a DS18B20 converts while the loop goes on
+                if due <= sensor.START_MS:
+                    self.start_read()
+                    asked = True
+                    continue
+                due -= sensor.START_MS  # the waits below end in time to ask it
             if not self.wifi.up():
                 if self.session.connected:
                     self.session.close()

@@ -3,7 +3,7 @@
 # secrets are never echoed back.
 import json
 
-SENSORS = ("adc", "sim")
+SENSORS = ("adc", "sim", "dht22", "dht11", "ds18b20")
 _SECRET = ("wifi.password", "mqtt.password")
 _REQUIRED = object()
 
@@ -148,9 +148,15 @@ def check(raw, platform=None):
     kind = sensor.get("type", "adc")
     if kind not in SENSORS:
         _fail("sensor.type", " or ".join('"%s"' % s for s in SENSORS), kind)
-    # What a reading is in: the simulated sensor gives degrees; an ADC gives 0..65535 unless
-    # scale and offset turn it into something (reading = raw * scale + offset).
-    unit = sensor.get("unit", "°C" if kind == "sim" else None)
+    if kind in ("dht22", "dht11", "ds18b20") and "pin" not in sensor:
+        _fail("sensor.pin", "the GPIO its data wire is on, for a %s" % kind)
+    # A DHT measures at most once per 2 s (DHT22) or 1 s (DHT11), its datasheets say; asked
+    # sooner it answers its last measure again, or nothing.
+    if kind[:3] == "dht" and period < (2 if kind == "dht22" else 1):
+        _fail("period_s", "at least %d s for a %s" % (2 if kind == "dht22" else 1, kind), period)
+    # What a reading is in: the simulated sensor and the probes give degrees; an ADC gives
+    # 0..65535 unless scale and offset turn it into something (reading = raw * scale + offset).
+    unit = sensor.get("unit", None if kind == "adc" else "°C")
     if unit is not None and (type(unit) is not str or not 0 < len(unit) <= 8
                              or any(c in '"\\' or ord(c) < 32 for c in unit)):
         _fail("sensor.unit", 'a short text (at most 8 characters, no quotes), e.g. "°C" or "%", or null', unit)

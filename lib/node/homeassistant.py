@@ -1,8 +1,8 @@
 # Home Assistant MQTT discovery ("homeassistant": true in config.json): retained configs
 # that make the node's reading a sensor and its LED a switch, with no YAML. Imported only
 # when a new session starts, then unloaded: the texts are big for an ESP8266.
-import json
 import sys
+from json import dumps
 
 from node import __version__
 
@@ -36,16 +36,28 @@ def configs(cfg, uid):
               "model": cfg["board"] or sys.platform, "sw_version": __version__}
     common = {"availability_topic": base + "/status", "payload_available": "online",
               "payload_not_available": "offline", "device": device}
-    sensor = dict(common, name="valeur", unique_id=uid + "_valeur", state_topic=base + "/valeur",
-                  state_class="measurement")
-    if cfg["payload"] == "json":
-        sensor["value_template"] = "{{ value_json.value }}"
-    if cfg["sensor"]["type"] == "sim":  # the simulated sensor gives a room temperature
-        sensor["device_class"] = "temperature"
-    if cfg["sensor"].get("unit"):
-        sensor["unit_of_measurement"] = cfg["sensor"]["unit"]
+    json = cfg["payload"] == "json"
+    kind = cfg["sensor"]["type"]
+    out = [("%s/sensor/%s/valeur/config" % (PREFIX, node),
+            _sensor(common, "valeur", uid, base, json, None if kind == "adc" else "temperature",
+                    cfg["sensor"].get("unit")))]
+    if kind[:3] == "dht":  # its humidity, on its own topic
+        out.append(("%s/sensor/%s/humidite/config" % (PREFIX, node),
+                    _sensor(common, "humidite", uid, base, json, "humidity", "%")))
     switch = dict(common, name="LED", unique_id=uid + "_led", command_topic=base + "/led/set",
                   state_topic=base + "/led", payload_on="ON", payload_off="OFF", state_on="1",
                   state_off="0", qos=1)
-    return [("%s/sensor/%s/valeur/config" % (PREFIX, node), json.dumps(sensor)),
-            ("%s/switch/%s/led/config" % (PREFIX, node), json.dumps(switch))]
+    out.append(("%s/switch/%s/led/config" % (PREFIX, node), dumps(switch)))
+    return out
+
+
+def _sensor(common, name, uid, base, json, device_class, unit):
+    s = dict(common, name=name, unique_id=uid + "_" + name, state_topic=base + "/" + name,
+             state_class="measurement")
+    if json:
+        s["value_template"] = "{{ value_json.value }}"
+    if device_class:  # the simulated sensor and the probes give a temperature (a DHT a humidity too)
+        s["device_class"] = device_class
+    if unit:
+        s["unit_of_measurement"] = unit
+    return dumps(s)

@@ -1,7 +1,16 @@
-# Sensors: make() gives a function that takes a reading (a number). Add a new kind here and
-# in config.SENSORS. Functions, not classes: a class costs heap on a board for nothing here.
+# Sensors: make() gives (read, second, start). read() takes a reading (a number); second, for
+# a probe that measures two quantities, gives the other of the same measure (a DHT's humidity),
+# else None; start, for a probe that must be asked ahead (a DS18B20's conversion), is called
+# START_MS before each reading, else None. The probes use the drivers the firmware freezes
+# (dht, onewire, ds18x20). Add a new kind here and in config.SENSORS. Functions, not classes:
+# a class costs heap on a board for nothing here.
 import math
 import time
+
+import machine
+from micropython import const
+
+START_MS = const(760)  # a DS18B20's 12-bit conversion takes up to 750 ms (its datasheet's tCONV)
 
 
 def _sim(phase):
@@ -11,15 +20,74 @@ def _sim(phase):
     return round(21 + 1.5 * math.sin(t * 6.283) + 0.3 * math.sin(t * 41), 2)
 
 
-def make(cfg):
-    import machine
+def _dht(kind, pin):
+    # measure() holds the loop about 270 ms (dht_readinto's start signal, drivers/dht/dht.c):
+    # what the driver must. A timeout is OSError(ETIMEDOUT), a bad frame "checksum error".
+    import dht
 
-    if cfg["type"] == "adc":
+    d = (dht.DHT22 if kind == "dht22" else dht.DHT11)(machine.Pin(pin))
+
+    def read():
+        try:
+            d.measure()
+        except OSError:  # ETIMEDOUT: nothing answered the start signal
+            raise OSError("no answer from the %s on GPIO%d" % (kind, pin))
+        return d.temperature()
+
+    return read, d.humidity, None
+
+
+def _ds18b20(pin):
+    import ds18x20
+    import onewire
+
+    ds = ds18x20.DS18X20(onewire.OneWire(machine.Pin(pin)))
+    found = [None, None]  # the probe's ROM (None: look again), when its conversion started
+
+    def start():
+        try:
+            if found[0] is None:
+                roms = ds.scan()
+                found[0] = roms[0] if roms else None
+            if found[0] is not None:
+                ds.convert_temp()
+                found[1] = time.ticks_ms()
+        except Exception:  # unplugged: the reading says so
+            found[0] = found[1] = None
+
+    def read():
+        if found[1] is None:  # not asked ahead (the first reading, a held loop): ask now
+            start()
+            if found[0] is None:
+                raise OSError("no DS18B20 answers on the 1-Wire bus (GPIO%d)" % pin)
+        wait = START_MS - time.ticks_diff(time.ticks_ms(), found[1])
+        found[1] = None
+        if wait > 0:
+            time.sleep_ms(wait)  # until then its scratchpad holds the last result (85 at power-on)
+        try:
+            return ds.read_temp(found[0])
+        except Exception:
+            found[0] = None  # scanned again next time: the probe is found when it comes back
+            raise
+
+    return read, None, start
+
+
+def make(cfg):
+    kind = cfg["type"]
+    second = start = None
+    if kind == "adc":
         read = machine.ADC(cfg["pin"]).read_u16  # the board's analog input, 0..65535, as the seeds read it
-        scale, offset = cfg["scale"], cfg["offset"]
-        if scale == 1 and offset == 0:
-            return read
-        return lambda: round(read() * scale + offset, 2)  # in the config's unit
-    uid = machine.unique_id()
-    phase = (uid[-1] << 8 | uid[-2]) / 65536
-    return lambda: _sim(phase)
+    elif kind == "sim":
+        uid = machine.unique_id()
+        phase = (uid[-1] << 8 | uid[-2]) / 65536
+        read = lambda: _sim(phase)
+    elif kind == "ds18b20":
+        read, second, start = _ds18b20(cfg["pin"])
+    else:
+        read, second, start = _dht(kind, cfg["pin"])
+    scale, offset = cfg["scale"], cfg["offset"]
+    if scale != 1 or offset != 0:  # in the config's unit (an ADC), or a probe's calibration
+        raw = read
+        read = lambda: round(raw() * scale + offset, 2)
+    return read, second, start

@@ -1,0 +1,73 @@
+"""Real probes: a DHT22/DHT11 (temperature and humidity) and a DS18B20 (1-Wire) report on the
+seeds' topics through the firmware's drivers, unplugged and plugged back while the node runs."""
+import json
+
+import pytest
+
+
+@pytest.fixture(params=["esp8266", "esp32"])
+def board(request):
+    return request.param
+
+
+def _json(m):
+    return json.loads(m[1])
+
+
+def test_a_dht22_reports_temperature_and_humidity_and_survives_its_unplugging(broker, start_node, runtime, board):
+    w = broker.witness("maison/salon/valeur", "maison/salon/humidite", "maison/salon/stats")
+    cfg = broker.node_config(period_s=2, payload="json", stats_s=2, sensor={"type": "dht22", "pin": 4})
+    node = start_node(cfg, runtime, board=board)
+    state = node.sim.board_dir / "dht4"
+    state.write_text("-3.4 61.2")
+    t = _json(w.next("maison/salon/valeur", where=lambda m: _json(m)["value"] == -3.4, timeout=30))
+    h = _json(w.next("maison/salon/humidite", where=lambda m: _json(m)["seq"] == t["seq"], timeout=30))
+    assert h["value"] == 61.2  # the same measure's humidity, with its slot's seq
+    state.write_text("unplugged")
+    node.wait_log(r"read  sensor error: OSError\('no answer from the dht22 on GPIO4'", timeout=30)
+    state.write_text("checksum")
+    node.wait_log(r"read  sensor error: Exception\('checksum error'", timeout=30)
+    state.write_text("22.5 40")
+    t = _json(w.next("maison/salon/valeur", where=lambda m: _json(m)["value"] == 22.5, timeout=30))
+    assert _json(w.next("maison/salon/humidite", where=lambda m: _json(m)["seq"] == t["seq"]))["value"] == 40
+    stats = _json(w.next("maison/salon/stats", where=lambda m: _json(m)["sensor_errors"] >= 2, timeout=30))
+    assert stats["unit"] == "°C"
+    assert node.alive() and "Traceback" not in node.log()
+
+
+def test_a_dht11_reads_whole_numbers(broker, start_node, runtime):
+    w = broker.witness("maison/salon/valeur", "maison/salon/humidite")
+    node = start_node(broker.node_config(period_s=1, sensor={"type": "dht11", "pin": 5}), runtime)
+    (node.sim.board_dir / "dht5").write_text("19.7 52.9")  # a DHT11 gives whole degrees and percent
+    assert w.next("maison/salon/valeur", where=lambda m: m[1] == b"19", timeout=30)
+    assert w.next("maison/salon/humidite", where=lambda m: m[1] == b"52", timeout=30)
+
+
+def test_a_ds18b20_is_asked_ahead_and_found_again_when_it_comes_back(broker, start_node, runtime, board):
+    w = broker.witness("maison/salon/valeur", "maison/salon/humidite")
+    cfg = broker.node_config(period_s=1, sensor={"type": "ds18b20", "pin": 13})
+    node = start_node(cfg, runtime, board=board)
+    state = node.sim.board_dir / "ds18b20_13"
+    state.write_text("23.0625")  # 1/16 degree steps
+    assert w.next("maison/salon/valeur", where=lambda m: m[1] == b"23.06", timeout=30)
+    state.write_text("unplugged")
+    node.wait_log(r"read  sensor error: OSError\('no DS18B20 answers on the 1-Wire bus \(GPIO13\)'", timeout=30)
+    state.write_text("-10.5")
+    assert w.next("maison/salon/valeur", where=lambda m: m[1] == b"-10.50", timeout=30)
+    values = [m[1] for m in w.seen if m[0] == "maison/salon/valeur"]
+    # Never a reading taken before its conversion ended: the scratchpad's 85 at power-on, or the
+    # value before a change read as the one after.
+    assert b"85.00" not in values, values
+    assert not [m for m in w.seen if m[0] == "maison/salon/humidite"]  # one quantity, one topic
+    assert "Traceback" not in node.log()
+
+
+def test_a_probe_needs_its_pin_and_a_dht_its_pace(broker):
+    from nodekit import nodeconfig
+
+    cfg = broker.node_config(sensor={"type": "ds18b20"})
+    with pytest.raises(ValueError, match=r"sensor.pin: expected the GPIO its data wire is on, for a ds18b20"):
+        nodeconfig.check_file(cfg)
+    cfg = broker.node_config(period_s=1, sensor={"type": "dht22", "pin": 4})
+    with pytest.raises(ValueError, match=r"period_s: expected at least 2 s for a dht22, got 1"):
+        nodeconfig.check_file(cfg)
