@@ -308,3 +308,17 @@ def test_installed_on_the_pi_mosquitto_serves_the_page_as_its_own_user(tmp_path,
         status, body = http_get("http://localhost:%d/" % s["http_port"])
         assert status == 200 and body == (dashboard.DIST / "index.html").read_bytes(), m.log()
         assert "user mosquitto" in conf.read_text()
+
+
+def test_a_dht22_room_shows_its_temperature_and_humidity_with_their_units(tls_kit, start_node):
+    b = tls_kit
+    node = start_node(b.node_config(period_s=2, sensor={"type": "dht22", "pin": 4}), "cpython")
+    (node.sim.board_dir / "dht4").write_text("20.5 55.5")
+    with browser_page(b) as page:
+        page.goto(page_url(b))
+        log_in(page, b)
+        card = room(page, "salon")
+        expect(card.locator(".value")).to_have_text("20.50", timeout=WAIT_MS)
+        expect(card.locator(".humidity")).to_have_text("· 55.50 %", timeout=WAIT_MS)
+        expect(card.locator(".unit")).to_have_text("°C", timeout=WAIT_MS)  # from the node's stats
+        assert not page.errors

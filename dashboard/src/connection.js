@@ -2,7 +2,7 @@
 // means to a person. The page reconnects by itself, except after a refused login.
 import mqtt from 'mqtt';
 
-export const TOPICS = ['maison/+/valeur', 'maison/+/status', 'maison/+/stats', 'maison/+/led'];
+export const TOPICS = ['maison/+/valeur', 'maison/+/humidite', 'maison/+/status', 'maison/+/stats', 'maison/+/led'];
 const RETRY_S = 5;
 
 export function brokerUrl(settings, loc = window.location) {

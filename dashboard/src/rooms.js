@@ -58,6 +58,8 @@ class Room {
     this.value = el('span', { className: 'value', textContent: '—' });
     this.unit = el('span', { className: 'unit' }); // from the node's stats (config sensor.unit)
     this.age = el('span', { className: 'age', textContent: 'no reading yet' });
+    // A DHT's humidity (maison/<room>/humidite), shown once one comes
+    this.humidity = el('span', { className: 'humidity', hidden: true });
     this.plotBox = el('div', { className: 'plot', role: 'img' });
     this.plotBox.setAttribute('aria-label', `Readings of ${name} since the page opened`);
     this.health = el('p', { className: 'health', textContent: 'health: no report yet' });
@@ -69,7 +71,7 @@ class Room {
     const title = el('h2', { id: `${id}-name`, textContent: name });
     this.card = el('section', { className: 'room' },
       el('header', {}, title, this.status),
-      el('p', { className: 'reading' }, this.value, ' ', this.unit, ' ', this.age),
+      el('p', { className: 'reading' }, this.value, ' ', this.unit, ' ', this.humidity, ' ', this.age),
       this.plotBox,
       this.health,
       el('label', { className: 'switch', htmlFor: `${id}-led` }, this.switch, ' LED'),
@@ -135,6 +137,13 @@ class Room {
     this.health.classList.toggle('problem', problems.length > 0);
   }
 
+  addHumidity(text) {
+    const r = parseReading(text);
+    if (!r) return;
+    this.humidity.textContent = `· ${r.text} %`;
+    this.humidity.hidden = false;
+  }
+
   addReading(text) {
     const r = parseReading(text);
     if (!r) return;
@@ -186,7 +195,7 @@ export class Rooms {
   }
 
   handle(topic, payload) {
-    const m = /^maison\/([^/]+)\/(valeur|status|stats|led)$/.exec(topic);
+    const m = /^maison\/([^/]+)\/(valeur|humidite|status|stats|led)$/.exec(topic);
     if (!m || payload.length > 4096) return;
     const [, name, what] = m;
     const text = decoder.decode(payload);
@@ -199,6 +208,7 @@ export class Rooms {
       this.update();
     }
     if (what === 'valeur') room.addReading(text);
+    else if (what === 'humidite') room.addHumidity(text);
     else if (what === 'status') room.setStatus(text.trim());
     else if (what === 'stats') room.setStats(text);
     else room.setLed(text.trim());
