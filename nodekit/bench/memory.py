@@ -204,14 +204,21 @@ def smallest(rig, room, client, transport, code, step, log, lo=4096, hi=64 * 102
     return {"heap": hi, "fails_at": lo, "tried": {str(k): v for k, v in sorted(tried.items())}}
 
 
+# A probe to configure instead of the simulated sensor (--sensor dht22): its driver's objects
+# and the second quantity's backlog are in the heap too. A DHT measures at most every 2 s.
+PROBES = {"dht22": {"type": "dht22", "pin": 4}, "ds18b20": {"type": "ds18b20", "pin": 13}}
+SENSOR = None
+
+
 def free_at(rig, room, chip, code, transport, heap, seconds, log, reconnects=0):
     """The node at the board's heap for `seconds` (stats every second, a command every
     second): the median free_heap it reports, and, with `reconnects`, that many drops of its
     broker connection in a row (ss -K on the broker's side of it; each one a fresh
     connection, over TLS a fresh handshake), counted at the broker."""
     name = "free-%s-%s-%s%s" % (chip, transport, code, "-rc" if reconnects else "")
-    cfg = rig.variant(room, name, period_s=0.5, stats_s=1, backoff_max_s=1, plaintext=transport == "plain",
-                      board=chip)
+    probe = {"sensor": PROBES[SENSOR], "period_s": 2} if SENSOR else {}
+    cfg = rig.variant(room, name, **dict(dict(period_s=0.5, stats_s=1, backoff_max_s=1, plaintext=transport == "plain",
+                      board=chip), **probe))
     w = rig.watcher
     t_stats, t_set = "maison/%s/stats" % room, "maison/%s/led/set" % room
     k = w.count(t_stats)
@@ -375,9 +382,12 @@ def main(argv=None):
     ap.add_argument("--step", type=int, default=1024)
     ap.add_argument("--lo", type=int, default=4096)
     ap.add_argument("--hi", type=int, default=64 * 1024)
+    ap.add_argument("--sensor", choices=sorted(PROBES), help="a probe instead of the simulated sensor (the table)")
     ap.add_argument("--table", action="store_true",
                     help="the whole per-board table of make bench (every profile, both transports, the reconnects)")
     a = ap.parse_args(argv)
+    global SENSOR
+    SENSOR = a.sensor
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-memory-"))
     rig = Rig(work)
     try:
