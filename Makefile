@@ -24,12 +24,12 @@ TEST_JOBS ?= 3
 .PHONY: help setup system system-dashboard system-test sim test broker broker-try node doctor broker-install broker-uninstall soak clean firmware flash bench dashboard
 
 help:
-	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json] [BOARD=esp8266|esp32|huzzah...]   run a node on this PC"
+	@echo "make sim [RUNTIME=cpython|micropython] [CONFIG=path/config.json] [BOARD=esp8266|esp32|huzzah...] [SENSOR=dht22|dht11|ds18b20]   run a node on this PC"
 	@echo "make sim NODES=200 [CONFIG=...]             a fleet of simulated nodes against one broker"
 	@echo "make test                                   run every test"
 	@echo "make broker BROKER_HOST=raspberrypi.local OUT=kit   write the Pi's broker kit"
 	@echo "make broker-try OUT=kit                     run the kit's Mosquitto on this PC (try the Pi's set-up)"
-	@echo "make node ROOM=salon OUT=kit            add a node to the kit, write its config.json"
+	@echo "make node ROOM=salon OUT=kit [SENSOR=dht22|dht11|ds18b20|adc]   add a node to the kit, write its config.json"
 	@echo "make doctor CONFIG=path/config.json         check everything a node meets with that config"
 	@echo "make dashboard OUT=kit                      build the browser dashboard, put it in the kit"
 	@echo "make firmware BOARD=esp32                   download a MicroPython image, check it, pin its sha256"
@@ -68,7 +68,7 @@ setup: system $(VENV)/.installed .deps/umqtt/simple.py
 
 sim: setup
 	@$(VPY) -m nodekit.sim --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) $(if $(NODES),--nodes $(NODES)) \
-	  $(if $(BOARD),--board $(BOARD))
+	  $(if $(BOARD),--board $(BOARD)) $(if $(SENSOR),--sensor $(SENSOR))
 
 test: setup system-test $(VENV)/.installed-test dashboard/dist/index.html
 	$(VPY) -m pytest -n $(TEST_JOBS) host_tests $(PYTEST_ARGS)
@@ -115,7 +115,7 @@ broker-uninstall: $(VENV)/.installed
 
 node: $(VENV)/.installed
 	@test -n "$(ROOM)" || { echo "make node: give the room, e.g. make node ROOM=salon OUT=$(OUT)"; exit 2; }
-	$(VPY) -m nodekit.kit node --out "$(OUT)" --room '$(subst ','\'',$(value ROOM))' $(if $(BOARD),--board "$(BOARD)")
+	$(VPY) -m nodekit.kit node --out "$(OUT)" --room '$(subst ','\'',$(value ROOM))' $(if $(BOARD),--board "$(BOARD)") $(if $(SENSOR),--sensor "$(SENSOR)")
 
 doctor: $(VENV)/.installed .deps/umqtt/simple.py
 	@test -n "$(CONFIG)" || { echo "make doctor: give the node's config, e.g. make doctor CONFIG=kit/nodes/salon/config.json"; exit 2; }

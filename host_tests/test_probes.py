@@ -71,3 +71,35 @@ def test_a_probe_needs_its_pin_and_a_dht_its_pace(broker):
     cfg = broker.node_config(period_s=1, sensor={"type": "dht22", "pin": 4})
     with pytest.raises(ValueError, match=r"period_s: expected at least 2 s for a dht22, got 1"):
         nodeconfig.check_file(cfg)
+
+
+def test_make_sim_with_a_dht22_shows_both_quantities_live(tmp_path, runtime):
+    # make sim SENSOR=dht22: the default kit and node, reading a simulated DHT22 on GPIO4.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from nodekit import REPO
+
+    proc = subprocess.Popen([sys.executable, "-m", "nodekit.sim", "--sensor", "dht22", "--runtime", runtime],
+                            cwd=str(REPO), env=dict(os.environ, SIM_DIR=str(tmp_path)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            seen.append(line)
+            if "-> maison/salon/humidite" in line:
+                break
+        text = "".join(seen)
+        assert "-> maison/salon/valeur" in text and "-> maison/salon/humidite" in text, text
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -579,6 +579,10 @@ def _check_room(room, rooms):
                               json.dumps(other, ensure_ascii=False)))
 
 
+PROBES = ("dht22", "dht11", "ds18b20")  # node/config.py SENSORS that need a data pin
+PROBE_PIN = 4
+
+
 def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=None):
     if not os.path.exists(_p(out, KIT_FILE)):
         raise KitError("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
@@ -620,9 +624,11 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=
     cfg.setdefault("period_s", 5)
     if board:  # the board profile's LED and analog input (firmware/boards.json)
         prof = _board_profile(board)
-        cfg.update(board=board, led=prof["led"], sensor=dict(prof["sensor"], type=sensor) if sensor == "adc" else {"type": sensor})
+        cfg.update(board=board, led=prof["led"], sensor=dict(prof["sensor"], type=sensor) if sensor == "adc"
+                   else {"type": sensor, "pin": PROBE_PIN} if sensor in PROBES else {"type": sensor})
     cfg.setdefault("led", {"pin": 2, "active_low": True})
-    cfg.setdefault("sensor", {"type": sensor})
+    # A probe's data wire: GPIO4 (D2 on a NodeMCU or a Wemos D1 mini) unless the config says
+    cfg.setdefault("sensor", {"type": sensor, "pin": PROBE_PIN} if sensor in PROBES else {"type": sensor})
     _write_text(cfg_path, json.dumps(cfg, indent=2) + "\n", 0o600)
     if room not in s["nodes"]:
         s["nodes"].append(room)
@@ -702,6 +708,8 @@ def main(argv=None):
     n.add_argument("--out", required=True)
     n.add_argument("--room", required=True)
     n.add_argument("--board", help="a board profile from firmware/boards.json (its LED pin and ADC)")
+    n.add_argument("--sensor", default="adc", choices=("adc", "sim") + PROBES,
+                   help="what the node reads: its ADC (default), a probe on GPIO%d, or a simulated room" % PROBE_PIN)
     n.add_argument("--wifi-ssid")
     n.add_argument("--wifi-password")
     a = ap.parse_args(argv)
@@ -732,7 +740,7 @@ def main(argv=None):
                 print("kit: dashboard: %s%s" % (dashboard.page_url(s), "" if dashboard.built(_p(a.out, PAGE_DIR))
                                                 else " (build the page first: make dashboard)"))
         else:
-            path = add_node(a.out, a.room, a.wifi_ssid, a.wifi_password, board=a.board)
+            path = add_node(a.out, a.room, a.wifi_ssid, a.wifi_password, sensor=a.sensor, board=a.board)
             with open(path) as f:
                 wifi = json.load(f)["wifi"]
             edit = "edit its wifi section, then " if wifi.get("ssid") in (None, "", WIFI_PLACEHOLDER) else ""

@@ -262,12 +262,12 @@ class SimNode:
         return int(p.read_text()) if p.exists() else None
 
 
-def local_kit(workdir, room="salon"):
+def local_kit(workdir, room="salon", sensor="sim"):
     """A broker kit for this PC on free loopback ports, and one node's config."""
     out = str(pathlib.Path(workdir) / "kit")
     kit.make_broker(out, host="localhost", port=broker.free_port(), tools_port=broker.free_port(), ws_port=broker.free_port(), ws_tls=False,
                     local_port=broker.free_port(), bind="127.0.0.1")
-    cfg_path = kit.add_node(out, room, wifi_ssid="maison", wifi_password="sim-wifi", sensor="sim")
+    cfg_path = kit.add_node(out, room, wifi_ssid="maison", wifi_password="sim-wifi", sensor=sensor)
     return out, cfg_path
 
 
@@ -290,6 +290,8 @@ def main(argv=None):
     ap.add_argument("--runtime", default="cpython", choices=RUNTIMES)
     ap.add_argument("--heap", help="MicroPython heap size, e.g. 64k")
     ap.add_argument("--nodes", help="run a fleet of this many nodes (nodekit/fleet.py)")
+    ap.add_argument("--sensor", default="sim", choices=("sim",) + kit.PROBES,
+                    help="what the default node reads: a simulated room (default) or a simulated probe")
     ap.add_argument("--board", help="a board profile of firmware/boards.json or a chip (esp8266, esp32): the "
                                     "port the simulated board behaves like (default: the config's board, else esp8266)")
     a = ap.parse_args(argv)
@@ -311,7 +313,7 @@ def main(argv=None):
         else:
             if not broker.mosquitto_path():
                 raise SimError("mosquitto is not installed (make setup installs it as root, or: sudo apt-get install mosquitto mosquitto-clients)")
-            out, cfg_path = local_kit(work)
+            out, cfg_path = local_kit(work, sensor=a.sensor)
             s = kit.load_settings(out)
             mosq = broker.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(work / "mosquitto.log"),
                                      plain_port=s["local_port"]).start()
