@@ -475,7 +475,7 @@ def test_bridge_settings_from_the_command_line(tmp_path):
     assert x509.load_pem_x509_certificate((out / "bridge-ca.pem").read_bytes()) == other
     # broker-install carries the bridge: its CA is copied, the conf points there with the password.
     s = kit.load_settings(str(out))
-    installed = install.installed_conf(str(out), "/r", s)
+    installed = install.kit_conf("/r", s, [])
     assert "bridge_cafile /r/etc/mosquitto/maison/bridge-ca.pem\n" in installed
     assert "remote_password %s\n" % secret in installed
     # A second run keeps the bridge; one flag changes one setting.

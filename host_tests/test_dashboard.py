@@ -302,12 +302,12 @@ def test_installed_on_the_pi_mosquitto_serves_the_page_as_its_own_user(tmp_path,
     assert install.main(["--out", out, "--root", str(root), "--no-restart"]) == 0
     www = root / install.PAGE
     assert sorted(os.listdir(www)) == sorted(os.listdir(dashboard.DIST) + ["settings.json"])
-    conf = root / "etc/mosquitto/mosquitto.conf"
-    assert "http_dir %s\n" % www in conf.read_text()
+    conf = root / "etc/mosquitto/mosquitto.conf"  # reads conf.d, where the kit's listeners are
+    assert "http_dir %s\n" % www in (root / install.KIT_CONF).read_text()
     with Mosquitto(str(conf), s["port"], str(tmp_path / "m.log"), plain_port=s["local_port"]) as m:
         status, body = http_get("http://localhost:%d/" % s["http_port"])
         assert status == 200 and body == (dashboard.DIST / "index.html").read_bytes(), m.log()
-        assert "user mosquitto" in conf.read_text()
+        assert "user mosquitto" in (root / install.KIT_CONF).read_text()
 
 
 def test_a_dht22_room_shows_its_temperature_and_humidity_with_their_units(tls_kit, start_node):
