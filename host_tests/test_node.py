@@ -132,7 +132,7 @@ def test_plaintext_only_when_asked_and_with_a_warning(broker, start_node, runtim
     ({"period_s": "5"}, r'config: period_s: expected a number of seconds 0.05..86400, got "5"'),
     ({"mqtt__tls": DELETE}, r"config: mqtt.tls: expected .* or false \(plaintext must be asked for\), missing"),
     ({"mqtt__port": "8883"}, r'config: mqtt.port: expected an integer 1..65535, got "8883"'),
-    ({"sensor__type": "dht22"}, r'config: sensor.type: expected "adc" or "sim", got "dht22"'),
+    ({"sensor__type": "bme280"}, r'config: sensor.type: expected "adc" or "sim" or "dht22" or "dht11" or "ds18b20", got "bme280"'),
     ({"mqtt__tls__ca": "nowhere.der"}, r"config: mqtt.tls.ca: cannot read file nowhere.der"),
 ])
 def test_bad_config_gives_one_line_and_leaves_the_repl(broker, start_node, runtime, change, line):

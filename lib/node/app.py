@@ -191,7 +191,7 @@ class Node:
         if self.is_int is None:
             self.is_int = type(value) is int
         self.seq += 1
-        if self.backlog.push(value, time.ticks_ms(), self.seq, second):
+        if self.backlog.push(value, time.ticks_ms(), second):
             # The oldest may be the one in flight: its PUBACK must then pop nothing else.
             self.session.inflight = 0
             self._part = 0
@@ -220,7 +220,8 @@ class Node:
         b = self.backlog
         s = self.session
         while b.count and s.connected and not s.inflight:
-            value, ticks, seq = b.oldest()
+            value, ticks = b.oldest()
+            seq = self.seq - b.count + 1  # (node/backlog.py: the readings are consecutive)
             if self._part:  # the same slot's second quantity, with its seq
                 value = b.second()
             text = self._text(value)

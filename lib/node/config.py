@@ -189,7 +189,7 @@ def check(raw, platform=None):
     return {"room": room, "wifi": wifi, "mqtt": mqtt, "period_ms": int(period * 1000),
             "led": led, "sensor": sensor, "ntp": ntp or None,
             # Readings kept while disconnected: 5 minutes' worth at the default period.
-            # 12 bytes each (node/backlog.py), allocated at start: bounded by the board's heap
+            # 8 bytes each (node/backlog.py; 10 with a DHT), allocated at start: bounded by the board's heap
             # (an ESP8266's 38 KB GC heap, ports/esp8266/main.c) rather than a MemoryError.
             "buffer": _int(raw, "buffer", "buffer", 1, 250 if platform == "esp8266" else 2500, 60),
             "payload": payload, "qos": qos,
