@@ -79,16 +79,34 @@ def micropython_path():
     return str(here) if here.exists() else shutil.which("micropython")
 
 
-def compile_simboard(dest):
+def frozen_twins():
+    """The simulated board's frozen stand-ins (simboard/frozen/) that the MicroPython binary
+    freezes in its own image: a scratch build made for board-like memory figures, where, as on
+    a board, their bytecode is in the image and not in the heap."""
+    names = sorted(p.stem for p in (SIMBOARD / "frozen").glob("*.py"))
+    code = "import sys\nsys.path[:] = ['.frozen']\nfor n in %r:\n    try:\n        __import__(n)\n" \
+           "        print(n)\n    except ImportError:\n        pass\n" % names
+    try:
+        r = subprocess.run([micropython_path(), "-c", code], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return set(r.stdout.split()) & set(names)
+
+
+def compile_simboard(dest, skip=()):
     """The simulated board (its start script, hardware and frozen stand-ins) compiled to
     .mpy in dest, as a board has those modules in firmware: their compiling then takes none
-    of the heap that the node is measured or squeezed in. Returns dest."""
+    of the heap that the node is measured or squeezed in. skip: frozen stand-ins left out (the
+    binary freezes them itself, frozen_twins()). Returns dest."""
     from nodekit import build
 
     dest = pathlib.Path(dest)
     for src in sorted(SIMBOARD.rglob("*.py")):
         rel = src.relative_to(SIMBOARD)
         out = dest / rel.with_suffix(".mpy")
+        if rel.parent.name == "frozen" and src.stem in skip:
+            out.unlink(missing_ok=True)
+            continue
         if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
             continue
         out.parent.mkdir(parents=True, exist_ok=True)

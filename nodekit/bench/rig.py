@@ -192,6 +192,7 @@ class Rig:
         self.watcher = Watcher(self)
         self.boards = []
         self._lib = None
+        self._twins = None  # the frozen stand-ins the VM has in its own image (sim.frozen_twins)
 
     def configs(self, rooms, **common):
         """Write one config per room through the kit (one broker reload for all); returns
@@ -271,7 +272,9 @@ class Rig:
     def hardware(self):
         """The simulated board (start script, hardware and frozen stand-ins) compiled to .mpy."""
         try:
-            return sim.compile_simboard(self.root / "hardware")
+            if self._twins is None:
+                self._twins = sim.frozen_twins()
+            return sim.compile_simboard(self.root / "hardware", skip=self._twins)
         except sim.SimError as e:
             raise BenchError(str(e))
 
