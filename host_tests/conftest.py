@@ -57,6 +57,8 @@ class Broker:
         self.ca = os.path.join(self.out, "ca.pem")
         with open(os.path.join(self.out, "dashboard.json")) as f:
             self.dashboard = json.load(f)
+        with open(os.path.join(self.out, "homeassistant.json")) as f:
+            self.homeassistant = json.load(f)
         self.witnesses = []
         self.mosq = Mosquitto(os.path.join(self.out, "mosquitto.conf"), self.port,
                               str(self.root / "mosquitto.log"), plain_port=self.local_port)

@@ -326,6 +326,28 @@ def test_the_dashboard_reads_every_room_and_commands_but_cannot_forge_readings(b
     assert salon.until("ctrlled") == [("ctrlled", b"1")]
 
 
+def test_home_assistant_has_its_own_account_with_only_what_it_needs(broker, clients):
+    # Home Assistant reads discovery and readings and switches LEDs; it does not command every
+    # node (ctrlled), read $SYS or forge a reading. The dashboard's account sees no discovery.
+    salon = login(clients, broker.port, "salon", node_password(broker, "salon"), broker.ca)
+    salon.subscribe("ctrlled", "maison/salon/led/set")
+    salon.publish("homeassistant/sensor/maison_salon/valeur/config", b"{}", retain=True)
+    ha = broker.witness("homeassistant/#", "maison/#", "$SYS/broker/uptime",
+                        user=broker.homeassistant["user"], password=broker.homeassistant["password"])
+    dash = broker.witness("homeassistant/#", "maison/#")
+    assert ha.next("homeassistant/sensor/maison_salon/valeur/config")[1] == b"{}"
+    ha.publish("ctrlled", b"1")
+    ha.publish("maison/salon/valeur", b"99")
+    ha.publish("maison/salon/led/set", b"1")
+    assert salon.until("maison/salon/led/set") == [("maison/salon/led/set", b"1")]  # not the ctrlled before it
+    ha.next("maison/salon/led/set")
+    assert [m[0] for m in ha.seen] == ["homeassistant/sensor/maison_salon/valeur/config", "maison/salon/led/set"], ha.seen
+    dash.publish("maison/salon/led/set", b"0")
+    dash.next("maison/salon/led/set")
+    assert not [m for m in dash.seen if m[0].startswith("homeassistant/")], dash.seen
+    assert broker.homeassistant["password"] != broker.dashboard["password"]
+
+
 def test_an_account_the_acl_does_not_name_gets_nothing(broker, clients):
     salon_pw = node_password(broker, "salon")
     dash = broker.witness("maison/#")
@@ -633,7 +655,7 @@ def test_make_broker_twice_keeps_accounts_ca_and_acl(tmp_path):
     acl = (out / "acl").read_text()
     for room in ("salon", "cuisine", "dashboard"):
         assert acl.count("user %s\n" % room) == 1, acl
-    assert sorted(passwd.read(str(out / "passwd"))) == ["cuisine", "dashboard", "salon"]
+    assert sorted(passwd.read(str(out / "passwd"))) == ["cuisine", "dashboard", "homeassistant", "salon"]
     modes = {n: stat.S_IMODE((out / n).stat().st_mode)
              for n in ("ca.key", "server.key", "passwd", "acl", "dashboard.json", "mosquitto.conf",
                        "nodes/salon/config.json")}

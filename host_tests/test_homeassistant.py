@@ -19,8 +19,13 @@ DEVICE = {"configuration_url", "connections", "hw_version", "identifiers", "manu
           "model_id", "name", "serial_number", "suggested_area", "sw_version", "via_device"}
 
 
+def ha_witness(broker, *topics):
+    """A client with the kit's Home Assistant account, as Home Assistant's MQTT integration logs in."""
+    return broker.witness(*topics, user=broker.homeassistant["user"], password=broker.homeassistant["password"])
+
+
 def test_the_node_appears_in_home_assistant(broker, start_node, runtime):
-    w = broker.witness("homeassistant/#", "maison/#")
+    w = ha_witness(broker, "homeassistant/#", "maison/#")
     node = start_node(broker.node_config(homeassistant=True, payload="json", period_s=0.5), runtime)
     node.wait_log("Home Assistant discovery sent")
     s_raw = w.next("homeassistant/sensor/maison_salon/valeur/config")[1]
@@ -53,7 +58,7 @@ def test_the_node_appears_in_home_assistant(broker, start_node, runtime):
 
 
 def test_without_the_key_nothing_is_announced(broker, start_node):
-    w = broker.witness("homeassistant/#", "maison/salon/valeur")
+    w = ha_witness(broker, "homeassistant/#", "maison/salon/valeur")
     start_node(broker.node_config(period_s=0.5), "cpython")
     w.next("maison/salon/valeur")
     w.next("maison/salon/valeur")
@@ -61,7 +66,7 @@ def test_without_the_key_nothing_is_announced(broker, start_node):
 
 
 def test_a_dht22_appears_as_a_temperature_and_a_humidity(broker, start_node):
-    w = broker.witness("homeassistant/#", "maison/#")
+    w = ha_witness(broker, "homeassistant/#", "maison/#")
     cfg = broker.node_config(homeassistant=True, period_s=2, sensor={"type": "dht22", "pin": 4})
     node = start_node(cfg, "micropython")
     (node.sim.board_dir / "dht4").write_text("20.5 55.5")
@@ -77,7 +82,7 @@ def test_a_dht22_appears_as_a_temperature_and_a_humidity(broker, start_node):
 
 
 def test_an_adc_in_its_unit_appears_with_it_and_no_device_class(broker, start_node):
-    w = broker.witness("homeassistant/#")
+    w = ha_witness(broker, "homeassistant/#")
     cfg = broker.node_config(homeassistant=True, period_s=1,
                              sensor={"type": "adc", "pin": 0, "unit": "lx", "scale": 0.1})
     start_node(cfg, "cpython")

@@ -32,7 +32,8 @@ from nodekit import REPO, certs, passwd
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
 CA_DAYS = 3650
-DASHBOARD = "dashboard"
+DASHBOARD = "dashboard"  # the browsers' and the PC tools' account: reads everything, commands the LEDs
+HOMEASSISTANT = "homeassistant"  # Home Assistant's own: discovery, readings, the LEDs' led/set (homeassistant.json)
 TOOLS_PASSWD = "passwd-tools"  # the accounts that are not nodes': the tools' and browsers' listeners
 KIT_FILE = "kit.json"  # the kit's settings (no secrets)
 WIFI_PLACEHOLDER = "your-wifi"  # the ssid make node writes until the person puts their network's
@@ -258,8 +259,10 @@ def render_acl(s):
              "# that this pattern has no %c or %u: on purpose, it is the same topic for every account.",
              "pattern read $SYS/broker/version", "",
              "user %s" % DASHBOARD, "topic read maison/#", "topic read $SYS/#",
-             "topic read homeassistant/#",  # Home Assistant may log in with this account too
-             "topic write ctrlled", "topic write maison/+/led/set", ""]
+             "topic write ctrlled", "topic write maison/+/led/set", "",
+             # Home Assistant: what its MQTT integration needs, and no more (no ctrlled, no $SYS)
+             "user %s" % HOMEASSISTANT, "topic read maison/#", "topic read homeassistant/#",
+             "topic write maison/+/led/set", ""]
     from nodekit import nodeconfig  # noqa: F401  (puts the board's lib/ on sys.path)
     from node.homeassistant import PREFIX, object_id
 
@@ -516,10 +519,10 @@ def make_broker(out, host=None, ips=None, port=None, tools_port=None, ws_port=No
         for room in s["nodes"]:
             if _retarget_node(out, room, old_host, s["host"]):
                 print("kit: nodes/%s/config.json now names %s (make deploy it to its board)" % (room, s["host"]))
-    pw = _set_account(out, DASHBOARD)
-    if pw:
-        _write_text(_p(out, "dashboard.json"),
-                    json.dumps({"user": DASHBOARD, "password": pw}) + "\n", 0o600)
+    for user in (DASHBOARD, HOMEASSISTANT):  # each its own password: one leaked is one account
+        pw = _set_account(out, user)
+        if pw:
+            _write_text(_p(out, "%s.json" % user), json.dumps({"user": user, "password": pw}) + "\n", 0o600)
     write_files(out, s)
     return s
 
@@ -568,10 +571,10 @@ def _check_room(room, rooms):
         nodeconfig.node_config.check_room(room)
     except ValueError as e:
         raise KitError("ROOM: " + str(e).split(": ", 2)[-1])
-    if room in ("", DASHBOARD, ".", "..") or ":" in room or room != room.strip():
+    if room in ("", DASHBOARD, HOMEASSISTANT, ".", "..") or ":" in room or room != room.strip():
         # Mosquitto ends a passwd user name at ':' and trims both files' names (security_default.c).
         raise KitError("ROOM: %s is not a usable account or folder name (no ':', no space at either end, "
-                       "not '.', '..' or %r)" % (json.dumps(room, ensure_ascii=False), DASHBOARD))
+                       "not '.', '..', %r or %r)" % (json.dumps(room, ensure_ascii=False), DASHBOARD, HOMEASSISTANT))
     for other in rooms:
         if other != room and object_id(other) == object_id(room):
             raise KitError("ROOM: %s would share Home Assistant's id %s with room %s: pick another name"
