@@ -204,6 +204,12 @@ class SimNode:
         wdt = self.board_dir / "wdt"
         if wdt.exists():
             wdt.unlink()
+        sensor = self.cfg.get("sensor") or {}
+        if sensor.get("type") in ("dht11", "dht22") and isinstance(sensor.get("pin"), int):
+            # The DHT wired to the simulated board is the one the config names (a board state file)
+            kind = self.board_dir / ("dht%d.kind" % sensor["pin"])
+            if not kind.exists():
+                kind.write_text(sensor["type"])
         argv, env = node_command(self.runtime, self.heap, self.hardware)
         env = dict(os.environ, SIMBOARD_DIR=str(self.board_dir), SIMBOARD_PORT=self.chip,
                    **dict(env, **self.extra_env))

@@ -1,8 +1,8 @@
 # Sensors: make() gives (read, second, start). read() takes a reading (a number); second, for
 # a probe that measures two quantities, gives the other of the same measure (a DHT's humidity),
 # else None; start, for a probe that must be asked ahead (a DS18B20's conversion), is called
-# START_MS before each reading, else None. The probes use the drivers the firmware freezes
-# (dht, onewire, ds18x20). Add a new kind here and in config.SENSORS. Functions, not classes:
+# START_MS before each reading, else None. The probes use the firmware's drivers
+# (machine.dht_readinto, the frozen onewire and ds18x20). Add a new kind here and in config.SENSORS. Functions, not classes:
 # a class costs heap on a board for nothing here.
 import math
 import time
@@ -21,20 +21,31 @@ def _sim(phase):
 
 
 def _dht(kind, pin):
-    # measure() holds the loop about 270 ms (dht_readinto's start signal, drivers/dht/dht.c):
-    # what the driver must. A timeout is OSError(ETIMEDOUT), a bad frame "checksum error".
-    import dht
-
-    d = (dht.DHT22 if kind == "dht22" else dht.DHT11)(machine.Pin(pin))
+    # machine.dht_readinto is the firmware's DHT driver (drivers/dht/dht.c, MICROPY_PY_MACHINE_DHT_READINTO
+    # in ports/esp8266 and ports/esp32 mpconfigport.h); its 5 bytes are decoded here as the frozen
+    # dht module does (micropython-lib drivers/sensor/dht/dht.py), without importing that
+    # module: its classes would keep about 0.7 KB of an ESP8266's heap that TLS handshakes need.
+    # A read holds the loop about 270 ms (the start signal): what the driver must.
+    p = machine.Pin(pin)
+    buf = bytearray(5)
+    dht11 = kind == "dht11"
 
     def read():
         try:
-            d.measure()
+            machine.dht_readinto(p, buf)
         except OSError:  # ETIMEDOUT: nothing answered the start signal
             raise OSError("no answer from the %s on GPIO%d" % (kind, pin))
-        return d.temperature()
+        if (buf[0] + buf[1] + buf[2] + buf[3]) & 0xFF != buf[4]:
+            raise Exception("checksum error")
+        if dht11:
+            return buf[2]
+        t = ((buf[2] & 0x7F) << 8 | buf[3]) * 0.1
+        return -t if buf[2] & 0x80 else t
 
-    return read, d.humidity, None
+    def humidity():  # of the same read
+        return buf[0] if dht11 else (buf[0] << 8 | buf[1]) * 0.1
+
+    return read, humidity, None
 
 
 def _ds18b20(pin):

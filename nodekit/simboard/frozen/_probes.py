@@ -1,8 +1,8 @@
-# What the simulated board's probes measure, for the dht, onewire and ds18x20 stand-ins: the
-# board state file dht<pin> or ds18b20_<pin> (as adc<pin> is the ADC's), set by tests and
-# make sim while the node runs:
+# What the simulated board's 1-Wire probe measures, for the onewire and ds18x20 stand-ins
+# (a DHT's: machine.dht_readinto): the board state file ds18b20_<pin> (as adc<pin> is the ADC's),
+# set by tests and make sim while the node runs:
 #   absent       a plausible room, its swing phased by the chip id (rooms differ)
-#   "21.5 48"    these (a DHT: temperature and humidity; a DS18B20: the temperature)
+#   "21.5"       this temperature
 #   "unplugged"  nothing answers on the pin
 #   "checksum"   the frame comes back corrupted (a DHT's checksum, a DS18B20's CRC)
 import math
