@@ -37,6 +37,7 @@ _MEMORY_RESETS = const(5)     # MemoryErrors in a row, in the same step, before 
 _CMD_WINDOW_MS = const(1000)
 _CMD_TOLD = const(10)
 _SAVE_MS = const(1000)
+_START_MS = const(760)  # a DS18B20 is asked this long before each reading (node/probes.py START_MS)
 
 
 class Node:
@@ -396,11 +397,11 @@ class Node:
                         self._lost(e)
                 continue
             if self.start_read and not asked:  # a DS18B20 converts while the loop goes on
-                if due <= sensor.START_MS:
+                if due <= _START_MS:
                     self.start_read()
                     asked = True
                     continue
-                due -= sensor.START_MS  # the waits below end in time to ask it
+                due -= _START_MS  # the waits below end in time to ask it
             if not self.wifi.up():
                 if self.session.connected:
                     self.session.close()
