@@ -312,7 +312,7 @@ def test_installed_on_the_pi_mosquitto_serves_the_page_as_its_own_user(tmp_path,
 
 def test_a_dht22_room_shows_its_temperature_and_humidity_with_their_units(tls_kit, start_node):
     b = tls_kit
-    node = start_node(b.node_config(period_s=2, sensor={"type": "dht22", "pin": 4}), "cpython")
+    node = start_node(b.node_config(period_s=2, sensor={"type": "dht22", "pin": 4}, board="esp32"), "cpython")
     (node.sim.board_dir / "dht4").write_text("20.5 55.5")
     with browser_page(b) as page:
         page.goto(page_url(b))

@@ -67,7 +67,8 @@ def test_without_the_key_nothing_is_announced(broker, start_node):
 
 def test_a_dht22_appears_as_a_temperature_and_a_humidity(broker, start_node):
     w = ha_witness(broker, "homeassistant/#", "maison/#")
-    cfg = broker.node_config(homeassistant=True, period_s=2, sensor={"type": "dht22", "pin": 4})
+    cfg = broker.node_config(homeassistant=True, period_s=2, sensor={"type": "dht22", "pin": 4},
+                             board="esp32")
     node = start_node(cfg, "micropython")
     (node.sim.board_dir / "dht4").write_text("20.5 55.5")
     temp = json.loads(w.next("homeassistant/sensor/maison_salon/valeur/config")[1])
