@@ -112,11 +112,11 @@ def test_home_assistant_hears_of_the_node_after_every_boot(broker, start_node, r
     conf = json.loads(cfg.read_text())
     conf["homeassistant"] = True  # an upgrade: the same board, its session kept by the broker
     cfg.write_text(json.dumps(conf))
-    w = broker.witness("homeassistant/#")
+    w = broker.witness("homeassistant/#", user=broker.homeassistant["user"], password=broker.homeassistant["password"])
     node.sim.start()
     node.wait_log(r"mqtt  connected .*\(resumed session\)")
     w.next("homeassistant/sensor/maison_salon/valeur/config")
-    late = broker.witness("homeassistant/#")
+    late = broker.witness("homeassistant/#", user=broker.homeassistant["user"], password=broker.homeassistant["password"])
     assert late.next("homeassistant/sensor/maison_salon/valeur/config")[2]  # retained
 
 

@@ -72,7 +72,7 @@ BAD = [
     ({"mqtt.password": "secret-value"}, "mqtt.user", "config: mqtt.user: expected a user name to go with mqtt.password, missing"),
     ({"period_s": 0}, None, "config: period_s: expected a number of seconds 0.05..86400, got 0"),
     ({"led.active_low": "yes"}, None, 'config: led.active_low: expected true or false, got "yes"'),
-    ({"sensor.type": "dht22"}, None, 'config: sensor.type: expected "adc" or "sim", got "dht22"'),
+    ({"sensor.type": "bme280"}, None, 'config: sensor.type: expected "adc" or "sim" or "dht22" or "dht11" or "ds18b20", got "bme280"'),
     ({"sensor.unit": 'deg"C'}, None, 'config: sensor.unit: expected a short text (at most 8 characters, no quotes), e.g. "°C" or "%", or null, got "deg\\"C"'),
     ({"sensor.unit": "millivolts"}, None, 'config: sensor.unit: expected a short text (at most 8 characters, no quotes), e.g. "°C" or "%", or null, got "millivolts"'),
     ({"sensor.scale": "0.1"}, None, 'config: sensor.scale: expected a number (reading = raw * scale + offset), got "0.1"'),

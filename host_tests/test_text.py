@@ -45,7 +45,8 @@ def accented_node(b, **changes):
 
 
 def test_an_accented_room_and_password_work_end_to_end(broker, start_node, runtime):
-    w = broker.witness("maison/#", "homeassistant/#")
+    w = broker.witness("maison/#", "homeassistant/#", user=broker.homeassistant["user"],
+                       password=broker.homeassistant["password"])
     node = start_node(accented_node(broker, homeassistant=True, period_s=0.5), runtime)
     value = w.next("maison/séjour/valeur", timeout=30)[1]
     assert 15 < float(value) < 30
@@ -62,8 +63,9 @@ def test_an_accented_room_and_password_work_end_to_end(broker, start_node, runti
     assert all(re.fullmatch(r"homeassistant/\w+/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/config", t) for t in discovery)
 
     # The room's own command topic and ctrlled drive the LED.
+    dash = broker.witness("maison/#")  # the household's commands (Home Assistant's account has no ctrlled)
     for topic, payload, on in (("maison/séjour/led/set", b"1", True), ("ctrlled", b"0", False)):
-        w.publish(topic, payload)
+        dash.publish(topic, payload)
         w.next("maison/séjour/led", where=lambda m: m[1] == (b"1" if on else b"0"))
         deadline = time.monotonic() + 10
         while node.led_on() != on and time.monotonic() < deadline:
@@ -112,9 +114,10 @@ def test_the_kit_acl_allows_the_discovery_topic_the_node_uses(tmp_path):
     with open(os.path.join(out, "acl"), encoding="utf-8") as f:
         acl = f.read()
     block = acl[acl.index("user séjour\n"):].split("\n\n")[0].splitlines()
-    assert block == ["user séjour"] + ["topic write maison/séjour/%s" % t for t in ("valeur", "status", "led", "stats")] + [
+    assert block == ["user séjour"] + ["topic write maison/séjour/%s" % t for t in ("valeur", "humidite", "status", "led", "stats")] + [
         "topic read ctrlled", "topic read maison/séjour/led/set",
         "topic write homeassistant/sensor/maison_sejour/valeur/config",
+        "topic write homeassistant/sensor/maison_sejour/humidite/config",
         "topic write homeassistant/switch/maison_sejour/led/config"]
 
 
