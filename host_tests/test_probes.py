@@ -123,3 +123,14 @@ def test_a_probe_beside_tls_on_an_esp8266_is_refused(broker, start_node):
         nodeconfig.check_file(cfg)
     node = start_node(cfg, "micropython")
     node.wait_log(r"config: sensor.type: expected \"adc\" or \"sim\" on an ESP8266 over TLS")
+
+
+def test_make_node_says_at_once_that_a_probe_needs_an_esp32_over_tls(tmp_path):
+    from nodekit import kit
+
+    out = str(tmp_path / "kit")
+    kit.make_broker(out, host="raspberrypi.local")
+    with pytest.raises(kit.KitError, match=r"SENSOR=dht22 on an ESP8266 over TLS: .* BOARD=esp32"):
+        kit.add_node(out, "salon", sensor="dht22")
+    cfg = json.loads(open(kit.add_node(out, "salon", sensor="ds18b20", board="esp32")).read())
+    assert cfg["sensor"] == {"type": "ds18b20", "pin": 4} and cfg["board"] == "esp32"

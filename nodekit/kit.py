@@ -591,6 +591,13 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=
         raise KitError("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
     s = load_settings(out)
     _check_room(room, s["nodes"])
+    if sensor in PROBES:
+        from nodekit import sim
+
+        if sim.board_chip(board or "esp8266") == "esp8266":  # node/config.py refuses it: say so now
+            raise KitError("SENSOR=%s on an ESP8266 over TLS: a probe's driver and a TLS handshake do not fit in "
+                           "its heap together (README, Memory per board); give an ESP32's BOARD=, e.g. BOARD=esp32"
+                           % sensor)
     ndir = _p(out, "nodes", room)
     os.makedirs(ndir, mode=0o700, exist_ok=True)
     ca_cert = certs.load_cert(_p(out, "ca.pem"))

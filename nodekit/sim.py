@@ -286,12 +286,13 @@ class SimNode:
         return int(p.read_text()) if p.exists() else None
 
 
-def local_kit(workdir, room="salon", sensor="sim"):
+def local_kit(workdir, room="salon", sensor="sim", board=None):
     """A broker kit for this PC on free loopback ports, and one node's config."""
     out = str(pathlib.Path(workdir) / "kit")
     kit.make_broker(out, host="localhost", port=broker.free_port(), tools_port=broker.free_port(), ws_port=broker.free_port(), ws_tls=False,
                     local_port=broker.free_port(), bind="127.0.0.1")
-    cfg_path = kit.add_node(out, room, wifi_ssid="maison", wifi_password="sim-wifi", sensor=sensor)
+    cfg_path = kit.add_node(out, room, wifi_ssid="maison", wifi_password="sim-wifi", sensor=sensor,
+                            board=board if sensor in kit.PROBES else None)
     return out, cfg_path
 
 
@@ -337,7 +338,7 @@ def main(argv=None):
         else:
             if not broker.mosquitto_path():
                 raise SimError("mosquitto is not installed (make setup installs it as root, or: sudo apt-get install mosquitto mosquitto-clients)")
-            out, cfg_path = local_kit(work, sensor=a.sensor)
+            out, cfg_path = local_kit(work, sensor=a.sensor, board=a.board)
             s = kit.load_settings(out)
             mosq = broker.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(work / "mosquitto.log"),
                                      plain_port=s["local_port"]).start()
@@ -357,7 +358,7 @@ def main(argv=None):
                 print("sim: mosquitto stopped; its log is in %s" % mosq.log_path)
                 return 1
             time.sleep(0.2)
-    except SimError as e:
+    except (SimError, kit.KitError) as e:
         print("sim: %s" % e, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
