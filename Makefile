@@ -28,6 +28,8 @@ help:
 	@echo "make sim NODES=200 [CONFIG=...]             a fleet of simulated nodes against one broker"
 	@echo "make test                                   run every test"
 	@echo "make broker BROKER_HOST=raspberrypi.local OUT=kit   write the Pi's broker kit"
+	@echo "sudo make broker-install OUT=kit [DRY_RUN=1|ROOT=folder]   install it beside the Pi's own Mosquitto set-up"
+	@echo "sudo make broker-uninstall                  put the Pi back as it was"
 	@echo "make broker-try OUT=kit                     run the kit's Mosquitto on this PC (try the Pi's set-up)"
 	@echo "make node ROOM=salon OUT=kit [SENSOR=dht22|dht11|ds18b20|adc]   add a node to the kit, write its config.json"
 	@echo "make doctor CONFIG=path/config.json         check everything a node meets with that config"
