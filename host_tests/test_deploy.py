@@ -2,12 +2,15 @@
 (nodekit/vboard.py), reached by mpremote as a board on a serial cable. The bytes
 make deploy copies are the bytes that run: the board boots the deployed main.py,
 publishes to a real Mosquitto and follows ctrlled."""
+import atexit
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -86,8 +89,12 @@ def vboard(tmp_path):
 
 
 def deploy(port, config, *extra, out=None):
+    # Its own build folder: tests run side by side, and the default (build/deploy) is the one
+    # test_make_deploy_runs_the_copied_bytes... checks after `make deploy`.
+    out = out or tempfile.mkdtemp(prefix="deploy-out-")
+    atexit.register(shutil.rmtree, out, True)
     argv = [sys.executable, "-m", "nodekit.deploy", "--port", port, "--config", str(config)]
-    argv += (["--out", str(out)] if out else []) + list(extra)
+    argv += ["--out", str(out)] + list(extra)
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
 
 

@@ -4,6 +4,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 
 import paho.mqtt.client as paho
 import pytest
@@ -15,6 +16,25 @@ from nodekit.broker import Mosquitto, free_port
 @pytest.fixture
 def root(pi_root):
     return pi_root
+
+
+def _connack(port, user, password, ca=None):
+    """The CONNACK code a login gets (paho-mqtt, TLS when a CA is given), or None without one."""
+    got = []
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="t-%s" % user)
+    if ca:
+        c.tls_set(ca_certs=ca)
+    c.username_pw_set(user, password)
+    c.on_connect = lambda cl, u, f, rc, p: got.append(rc)
+    c.connect("localhost", port)
+    c.loop_start()
+    for _ in range(100):
+        if got:
+            break
+        time.sleep(0.05)
+    c.loop_stop()
+    c.disconnect()
+    return got[0].value if got else None
 
 
 def test_installed_broker_reads_its_files_as_mosquitto_and_refuses_anonymous(tmp_path, root):
@@ -37,19 +57,7 @@ def test_installed_broker_reads_its_files_as_mosquitto_and_refuses_anonymous(tmp
         assert install._anonymous_connack("localhost", s["port"], os.path.join(etc, "ca.pem"), "localhost") == 5
         assert install.probe_anonymous_refused("localhost", s["port"], os.path.join(etc, "ca.pem"), "localhost") == 5
         # The node's account works: Mosquitto, running as its own user, read passwd.
-        ok = []
-        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="t")
-        c.tls_set(ca_certs=os.path.join(etc, "ca.pem"))
-        c.username_pw_set("salon", cfg["mqtt"]["password"])
-        c.on_connect = lambda cl, u, f, rc, p: ok.append(rc)
-        c.connect("localhost", s["port"])
-        c.loop_start()
-        for _ in range(100):
-            if ok:
-                break
-            __import__("time").sleep(0.05)
-        c.loop_stop()
-        assert ok and ok[0] == 0, (ok, m.log())
+        assert _connack(s["port"], "salon", cfg["mqtt"]["password"], os.path.join(etc, "ca.pem")) == 0, m.log()
         assert "Unable to open pwfile" not in m.log()
 
 
@@ -154,21 +162,7 @@ def test_the_kit_goes_beside_another_services_listener_and_undoes_cleanly(tmp_pa
     with Mosquitto(conf, s["port"], str(tmp_path / "m.log"), plain_port=s["local_port"]) as m:
         for port, user, pw, ca in ((s["port"], "salon", cfg["mqtt"]["password"], os.path.join(out, "ca.pem")),
                                    (other_port, "zigbee", other_pw, None)):
-            ok = []
-            c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="t-%s" % user)
-            if ca:
-                c.tls_set(ca_certs=ca)
-            c.username_pw_set(user, pw)
-            c.on_connect = lambda cl, u, f, rc, p: ok.append(rc)
-            c.connect("localhost", port)
-            c.loop_start()
-            for _ in range(100):
-                if ok:
-                    break
-                __import__("time").sleep(0.05)
-            c.loop_stop()
-            c.disconnect()
-            assert ok and ok[0] == 0, (user, ok, m.log())
+            assert _connack(port, user, pw, ca) == 0, (user, m.log())
     assert install.main(["--undo", "--root", root, "--no-restart"]) == 0
     after = _snapshot(root)
     del after["var/lib/mosquitto/mosquitto.db"]  # the broker's own state, saved as it stopped: kept
@@ -201,3 +195,6 @@ def test_an_earlier_install_that_replaced_mosquitto_conf_is_put_back(tmp_path, r
     kit.make_broker(out, host="localhost")
     assert install.main(["--out", out, "--root", root, "--no-restart"]) == 0
     assert open(conf).read() == DEBIAN_CONF.format(root=root) and not os.path.exists(conf + ".orig")
+    # An undo then keeps the Pi's own file: the old kit's one named files the undo removes.
+    assert install.main(["--undo", "--root", root, "--no-restart"]) == 0
+    assert open(conf).read() == DEBIAN_CONF.format(root=root)

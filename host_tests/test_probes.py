@@ -75,7 +75,7 @@ def test_a_probe_needs_its_pin_and_a_dht_its_pace(broker):
     cfg = broker.node_config(sensor={"type": "ds18b20"})
     with pytest.raises(ValueError, match=r"sensor.pin: expected the GPIO its data wire is on, for a ds18b20"):
         nodeconfig.check_file(cfg)
-    cfg = broker.node_config(period_s=1, sensor={"type": "dht22", "pin": 4}, board="esp32")
+    cfg = broker.node_config("cuisine", period_s=1, sensor={"type": "dht22", "pin": 4}, board="esp32")
     with pytest.raises(ValueError, match=r"period_s: expected at least 2 s for a dht22, got 1"):
         nodeconfig.check_file(cfg)
 
@@ -125,12 +125,16 @@ def test_a_probe_beside_tls_on_an_esp8266_is_refused(broker, start_node):
     node.wait_log(r"config: sensor.type: expected \"adc\" or \"sim\" on an ESP8266 over TLS")
 
 
-def test_make_node_says_at_once_that_a_probe_needs_an_esp32_over_tls(tmp_path):
-    from nodekit import kit
+def test_make_node_says_at_once_what_the_node_would_refuse_at_boot(tmp_path):
+    import os
+
+    from nodekit import kit, passwd
 
     out = str(tmp_path / "kit")
     kit.make_broker(out, host="raspberrypi.local")
-    with pytest.raises(kit.KitError, match=r"SENSOR=dht22 on an ESP8266 over TLS: .* BOARD=esp32"):
+    with pytest.raises(kit.KitError, match=r'sensor.type: expected "adc" or "sim" on an ESP8266 over TLS .* '
+                                           r'\(nothing written; make node BOARD= names the board\)'):
         kit.add_node(out, "salon", sensor="dht22")
+    assert not os.path.exists(os.path.join(out, "nodes", "salon")) and "salon" not in passwd.read(os.path.join(out, "passwd"))
     cfg = json.loads(open(kit.add_node(out, "salon", sensor="ds18b20", board="esp32")).read())
     assert cfg["sensor"] == {"type": "ds18b20", "pin": 4} and cfg["board"] == "esp32"

@@ -377,9 +377,8 @@ def install(kit_dir, root="/", restart=True, dry_run=False):
         print("broker-install: a dry run: nothing was changed")
         return None
     manifest = _load_manifest(root)
-    if put_back:
-        _record(root, manifest, main)
-        os.replace(orig, main)  # the Pi's own file again; the kit goes beside it
+    if put_back:  # the Pi's own file again, the kit beside it: an undo leaves it (not the old kit's)
+        os.replace(orig, main)
     for dest, src, mode, g, text in p.files:
         _makedirs(manifest, os.path.dirname(dest), 0o750 if dest.startswith(etc) else 0o755)
         _record(root, manifest, dest)

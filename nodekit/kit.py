@@ -28,6 +28,7 @@ import sys
 from cryptography.exceptions import InvalidSignature
 
 from nodekit import REPO, certs, passwd
+from nodekit.nodeconfig import node_config
 
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
@@ -582,8 +583,8 @@ def _check_room(room, rooms):
                               json.dumps(other, ensure_ascii=False)))
 
 
-PROBES = ("dht22", "dht11", "ds18b20")  # node/config.py SENSORS that need a data pin
-PROBE_PIN = 4
+PROBE_PIN = 4  # the data wire of a probe make node writes
+SENSORS, PROBES = node_config.SENSORS, node_config.PROBES  # the board's own names (node/config.py)
 
 
 def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=None):
@@ -591,27 +592,39 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=
         raise KitError("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
     s = load_settings(out)
     _check_room(room, s["nodes"])
-    if sensor in PROBES:
-        from nodekit import sim
-
-        if sim.board_chip(board or "esp8266") == "esp8266":  # node/config.py refuses it: say so now
-            raise KitError("SENSOR=%s on an ESP8266 over TLS: a probe's driver and a TLS handshake do not fit in "
-                           "its heap together (README, Memory per board); give an ESP32's BOARD=, e.g. BOARD=esp32"
-                           % sensor)
     ndir = _p(out, "nodes", room)
-    os.makedirs(ndir, mode=0o700, exist_ok=True)
-    ca_cert = certs.load_cert(_p(out, "ca.pem"))
-    certs.write_cert(_p(ndir, "ca.der"), ca_cert, der=True)
-    tls = {"ca": "ca.der"}
-    user = room
     cfg_path = _p(ndir, "config.json")
     old = {}
     if os.path.exists(cfg_path):
         with open(cfg_path) as f:
             old = json.load(f)
+    user = room
+    tls = {"ca": "ca.der"}
+    if s["client_certs"]:
+        tls.update(cert="client.der", key="client.key.der")
     # client_id: the broker makes it the account's name on the nodes' port anyway; saying so here
     # keeps the node's log lines true.
     mqtt = {"host": s["host"], "port": s["port"], "tls": tls, "keepalive": 60, "client_id": user}
+    # Keys the person added or changed (wifi, payload, homeassistant...) are kept; the kit's are renewed.
+    cfg = dict(old, room=room, mqtt=mqtt)
+    cfg.setdefault("wifi", {"ssid": wifi_ssid or WIFI_PLACEHOLDER, "password": wifi_password or "your-wifi-password"})
+    cfg.setdefault("period_s", 5)
+    # A probe's data wire: GPIO4 (D2 on a NodeMCU or a Wemos D1 mini) unless the config says
+    probe = {"type": sensor, "pin": PROBE_PIN} if sensor in PROBES else {"type": sensor}
+    if board:  # the board profile's LED and analog input (firmware/boards.json)
+        prof = _board_profile(board)
+        cfg.update(board=board, led=prof["led"], sensor=dict(prof["sensor"], type=sensor) if sensor == "adc" else probe)
+    cfg.setdefault("led", {"pin": 2, "active_low": True})
+    cfg.setdefault("sensor", probe)
+    from nodekit import nodeconfig
+
+    try:  # the node's own check, on the board it is for: what it would refuse at boot is said now
+        node_config.check(cfg, nodeconfig.platform_of_board(cfg.get("board")))
+    except ValueError as e:
+        raise KitError("%s (nothing written; make node BOARD= names the board)" % e)
+    os.makedirs(ndir, mode=0o700, exist_ok=True)
+    ca_cert = certs.load_cert(_p(out, "ca.pem"))
+    certs.write_cert(_p(ndir, "ca.der"), ca_cert, der=True)
     if s["client_certs"]:
         if not _signed_by(_p(ndir, "client.der"), ca_cert):  # none yet, or from a replaced CA
             key = certs.new_key(s["key_type"])
@@ -619,7 +632,6 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=
                                server=False)
             certs.write_cert(_p(ndir, "client.der"), cert, der=True)
             certs.write_key_der(_p(ndir, "client.key.der"), key)
-        tls.update(cert="client.der", key="client.key.der")
     else:
         pw = _set_account(out, user)
         if pw is None:  # the account exists: keep its password, it is in the old config
@@ -628,17 +640,6 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=
                 raise KitError("account %r exists but %s has no password: remove the line from %s/passwd to make a new one"
                                % (user, cfg_path, out))
         mqtt.update(user=user, password=pw)
-    # Keys the person added or changed (wifi, payload, homeassistant...) are kept; the kit's are renewed.
-    cfg = dict(old, room=room, mqtt=mqtt)
-    cfg.setdefault("wifi", {"ssid": wifi_ssid or WIFI_PLACEHOLDER, "password": wifi_password or "your-wifi-password"})
-    cfg.setdefault("period_s", 5)
-    if board:  # the board profile's LED and analog input (firmware/boards.json)
-        prof = _board_profile(board)
-        cfg.update(board=board, led=prof["led"], sensor=dict(prof["sensor"], type=sensor) if sensor == "adc"
-                   else {"type": sensor, "pin": PROBE_PIN} if sensor in PROBES else {"type": sensor})
-    cfg.setdefault("led", {"pin": 2, "active_low": True})
-    # A probe's data wire: GPIO4 (D2 on a NodeMCU or a Wemos D1 mini) unless the config says
-    cfg.setdefault("sensor", {"type": sensor, "pin": PROBE_PIN} if sensor in PROBES else {"type": sensor})
     _write_text(cfg_path, json.dumps(cfg, indent=2) + "\n", 0o600)
     if room not in s["nodes"]:
         s["nodes"].append(room)
@@ -718,7 +719,7 @@ def main(argv=None):
     n.add_argument("--out", required=True)
     n.add_argument("--room", required=True)
     n.add_argument("--board", help="a board profile from firmware/boards.json (its LED pin and ADC)")
-    n.add_argument("--sensor", default="adc", choices=("adc", "sim") + PROBES,
+    n.add_argument("--sensor", default="adc", choices=SENSORS,
                    help="what the node reads: its ADC (default), a probe on GPIO%d, or a simulated room" % PROBE_PIN)
     n.add_argument("--wifi-ssid")
     n.add_argument("--wifi-password")

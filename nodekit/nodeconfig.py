@@ -15,12 +15,20 @@ def platform_of(path):
     tutorials' board, when it names none or cannot be read (load() then says why)."""
     import json
 
+    try:
+        with open(path) as f:
+            return platform_of_board(json.load(f).get("board"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return "esp8266"
+
+
+def platform_of_board(board):
+    """The port whose rules a board profile or chip name (None: the tutorials' esp8266) follows."""
     from nodekit import sim
 
     try:
-        with open(path) as f:
-            chip = sim.board_chip(json.load(f).get("board") or "esp8266")
-    except (OSError, ValueError, TypeError, AttributeError, sim.SimError):
+        chip = sim.board_chip(board or "esp8266")
+    except (sim.SimError, TypeError):
         chip = "esp8266"
     return "esp8266" if chip == "esp8266" else "esp32"
 

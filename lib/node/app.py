@@ -37,7 +37,7 @@ _MEMORY_RESETS = const(5)     # MemoryErrors in a row, in the same step, before 
 _CMD_WINDOW_MS = const(1000)
 _CMD_TOLD = const(10)
 _SAVE_MS = const(1000)
-_START_MS = const(760)  # a DS18B20 is asked this long before each reading (node/probes.py START_MS)
+_START_MS = const(760)  # a DS18B20 is asked this long before each reading: its 750 ms conversion (node/probes.py)
 
 
 class Node:

@@ -3,7 +3,8 @@
 # secrets are never echoed back.
 import json
 
-SENSORS = ("adc", "sim", "dht22", "dht11", "ds18b20")
+PROBES = ("dht22", "dht11", "ds18b20")  # wired to a data pin, read with the firmware's drivers (node/probes.py)
+SENSORS = ("adc", "sim") + PROBES
 _SECRET = ("wifi.password", "mqtt.password")
 _REQUIRED = object()
 
@@ -148,12 +149,12 @@ def check(raw, platform=None):
     kind = sensor.get("type", "adc")
     if kind not in SENSORS:
         _fail("sensor.type", " or ".join('"%s"' % s for s in SENSORS), kind)
-    if kind in ("dht22", "dht11", "ds18b20") and "pin" not in sensor:
+    if kind in PROBES and "pin" not in sensor:
         _fail("sensor.pin", "the GPIO its data wire is on, for a %s" % kind)
     # Measured (README "Memory per board", make bench --sensor): with a probe, an ESP8266 has
     # about 16.4 KB free at a TLS handshake, where axTLS needs 16.5 KB (node/session.py): it
     # could never connect. Said now, not as a reset loop in the field.
-    if kind not in SENSORS[:2] and platform == "esp8266" and mqtt["tls"]:
+    if kind in PROBES and platform == "esp8266" and mqtt["tls"]:
         _fail("sensor.type", '"adc" or "sim" on an ESP8266 over TLS (a %s\'s driver and a TLS handshake do not '
               'fit in its heap together; an ESP32 has room, or set mqtt.tls to false on a trusted network)' % kind, kind)
     # A DHT measures at most once per 2 s (DHT22) or 1 s (DHT11), its datasheets say; asked

@@ -36,14 +36,14 @@ def configs(cfg, uid):
               "model": cfg["board"] or sys.platform, "sw_version": __version__}
     common = {"availability_topic": base + "/status", "payload_available": "online",
               "payload_not_available": "offline", "device": device}
-    json = cfg["payload"] == "json"
+    as_json = cfg["payload"] == "json"
     kind = cfg["sensor"]["type"]
     out = [("%s/sensor/%s/valeur/config" % (PREFIX, node),
-            _sensor(common, "valeur", uid, base, json, None if kind == "adc" else "temperature",
+            _sensor(common, "valeur", uid, base, as_json, None if kind == "adc" else "temperature",
                     cfg["sensor"].get("unit")))]
     if kind[:3] == "dht":  # its humidity, on its own topic
         out.append(("%s/sensor/%s/humidite/config" % (PREFIX, node),
-                    _sensor(common, "humidite", uid, base, json, "humidity", "%")))
+                    _sensor(common, "humidite", uid, base, as_json, "humidity", "%")))
     switch = dict(common, name="LED", unique_id=uid + "_led", command_topic=base + "/led/set",
                   state_topic=base + "/led", payload_on="ON", payload_off="OFF", state_on="1",
                   state_off="0", qos=1)
@@ -51,10 +51,10 @@ def configs(cfg, uid):
     return out
 
 
-def _sensor(common, name, uid, base, json, device_class, unit):
+def _sensor(common, name, uid, base, as_json, device_class, unit):
     s = dict(common, name=name, unique_id=uid + "_" + name, state_topic=base + "/" + name,
              state_class="measurement")
-    if json:
+    if as_json:
         s["value_template"] = "{{ value_json.value }}"
     if device_class:  # the simulated sensor and the probes give a temperature (a DHT a humidity too)
         s["device_class"] = device_class

@@ -6,7 +6,7 @@ import time
 
 import machine
 
-START_MS = 760  # a DS18B20's 12-bit conversion takes up to 750 ms (its datasheet's tCONV); node/app.py's _START_MS
+CONVERT_MS = 750  # a DS18B20's 12-bit conversion, at most (its datasheet's tCONV); node/app.py asks 760 ms ahead
 
 
 def dht(kind, pin):
@@ -60,7 +60,7 @@ def ds18b20(pin):
             start()
             if found[0] is None:
                 raise OSError("no DS18B20 answers on the 1-Wire bus (GPIO%d)" % pin)
-        wait = START_MS - time.ticks_diff(time.ticks_ms(), found[1])
+        wait = CONVERT_MS - time.ticks_diff(time.ticks_ms(), found[1])
         found[1] = None
         if wait > 0:
             time.sleep_ms(wait)  # until then its scratchpad holds the last result (85 at power-on)

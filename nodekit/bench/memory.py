@@ -207,16 +207,15 @@ def smallest(rig, room, client, transport, code, step, log, lo=4096, hi=64 * 102
 # A probe to configure instead of the simulated sensor (--sensor dht22): its driver's objects
 # and the second quantity's backlog are in the heap too. A DHT measures at most every 2 s.
 PROBES = {"dht22": {"type": "dht22", "pin": 4}, "ds18b20": {"type": "ds18b20", "pin": 13}}
-SENSOR = None
 
 
-def free_at(rig, room, chip, code, transport, heap, seconds, log, reconnects=0):
+def free_at(rig, room, chip, code, transport, heap, seconds, log, reconnects=0, sensor=None):
     """The node at the board's heap for `seconds` (stats every second, a command every
     second): the median free_heap it reports, and, with `reconnects`, that many drops of its
     broker connection in a row (ss -K on the broker's side of it; each one a fresh
     connection, over TLS a fresh handshake), counted at the broker."""
     name = "free-%s-%s-%s%s" % (chip, transport, code, "-rc" if reconnects else "")
-    probe = {"sensor": PROBES[SENSOR], "period_s": 2} if SENSOR else {}
+    probe = {"sensor": PROBES[sensor], "period_s": 2} if sensor else {}
     cfg = rig.variant(room, name, **dict(dict(period_s=0.5, stats_s=1, backoff_max_s=1, plaintext=transport == "plain",
                       board=chip), **probe))
     w = rig.watcher
@@ -284,7 +283,7 @@ def free_at(rig, room, chip, code, transport, heap, seconds, log, reconnects=0):
     return r
 
 
-def run(rig, room, quick, log, hardware, profiles=None):
+def run(rig, room, quick, log, hardware, profiles=None, sensor=None):
     """The per-board memory table's figures (see the module's docstring)."""
     step = 4096 if quick else 1024
     b = binary()
@@ -307,7 +306,8 @@ def run(rig, room, quick, log, hardware, profiles=None):
         prof["vm_heap"] = vm_heap
         for t in transports:
             n = p["reconnects"] if (t == "tls" and not quick) else None
-            prof["rows"]["free-" + t] = free_at(rig, room, chip, code, t, vm_heap, secs, log, reconnects=n or 0)
+            prof["rows"]["free-" + t] = free_at(rig, room, chip, code, t, vm_heap, secs, log, reconnects=n or 0,
+                                                sensor=sensor)
         out["profiles"].append(prof)
     return out
 
@@ -386,8 +386,6 @@ def main(argv=None):
     ap.add_argument("--table", action="store_true",
                     help="the whole per-board table of make bench (every profile, both transports, the reconnects)")
     a = ap.parse_args(argv)
-    global SENSOR
-    SENSOR = a.sensor
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-memory-"))
     rig = Rig(work)
     try:
@@ -398,7 +396,7 @@ def main(argv=None):
         if a.table:
             from nodekit.bench import report
 
-            print("\n".join(report.memory_table(run(rig, "mem", False, say, rig.hardware()))))
+            print("\n".join(report.memory_table(run(rig, "mem", False, say, rig.hardware(), sensor=a.sensor))))
             return 0
         r = smallest(rig, "mem", a.client, a.transport, a.code, a.step, say, lo=a.lo, hi=a.hi, chip=a.board)
         res = sim_residual(rig.hardware(), a.board, hardware_modules=a.client == "node")
