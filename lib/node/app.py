@@ -454,12 +454,18 @@ def _next_slot(t, every, now):
 
 def main(path="config.json"):
     """Start the node (node/start.py, dropped from RAM once done) and run it."""
+    node = _start(path)
+    if node:
+        node.run()
+
+
+def _start(path):
+    # Its own frame, gone before the loop runs: a local naming the start module in main()
+    # would keep it in RAM for the node's whole life (1.2 KB on the 64-bit VM).
     from node import start
 
     try:
-        node = start.node(path)
+        return start.node(path)
     finally:
         unload("start")
         gc.collect()
-    if node:
-        node.run()

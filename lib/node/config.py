@@ -66,24 +66,40 @@ ROOM_MAX = 64  # bytes of UTF-8: the kit puts the room in a client certificate's
 def wire(path, v, limit=65535):
     """Refuse a text that cannot go on the wire as UTF-8 (a topic, the client id, the user
     name, the password) the same way on both runtimes."""
-    for c in v:
-        o = ord(c)
+    # Read as UTF-8 bytes, never character by character: MicroPython interns each 1-character
+    # string a str yields (py/objstr.c), so a scan of the password would grow the qstr pool
+    # by a number that depends on the password. (surrogatepass: CPython's encode() refuses
+    # the surrogate halves checked below; MicroPython ignores the argument.)
+    b = v.encode("utf-8", "surrogatepass")
+    i, n = 0, len(b)
+    while i < n:
+        o = b[i]
+        if o < 0x80:
+            i += 1
+        elif o < 0xE0:
+            o = (o & 0x1F) << 6 | b[i + 1] & 0x3F
+            i += 2
+        elif o < 0xF0:
+            o = (o & 0x0F) << 12 | (b[i + 1] & 0x3F) << 6 | b[i + 2] & 0x3F
+            i += 3
+        else:
+            o = 0x10000
+            i += 4
         # Mosquitto closes the connection on these (lib/utf8_mosq.c), MQTT forbids NUL.
         if o < 32 or 127 <= o < 160 or 0xFDD0 <= o <= 0xFDEF or o & 0xFFFE == 0xFFFE:
             _fail(path, "no control character (MQTT brokers refuse them)", v)
         # MicroPython's json turns the \u escapes of one emoji into two halves, not UTF-8.
         if 0xD800 <= o < 0xE000 or o > 0xFFFF:
             _fail(path, "characters up to U+FFFF (no emoji: MicroPython's json splits them)", v)
-    if len(v.encode()) > limit:
+    if n > limit:
         _fail(path, "at most %d bytes of UTF-8" % limit, v)
     return v
 
 
 def check_room(room):
     """The room as a topic level (maison/<room>/valeur); the kit checks with this too."""
-    for c in "/+#":
-        if c in room:
-            _fail("room", "a single topic level (no '/', '+' or '#')", room)
+    if "/" in room or "+" in room or "#" in room:
+        _fail("room", "a single topic level (no '/', '+' or '#')", room)
     return wire("room", room, ROOM_MAX)
 
 
@@ -165,7 +181,7 @@ def check(raw, platform=None):
     # 0..65535 unless scale and offset turn it into something (reading = raw * scale + offset).
     unit = sensor.get("unit", None if kind == "adc" else "°C")
     if unit is not None and (type(unit) is not str or not 0 < len(unit) <= 8
-                             or any(c in '"\\' or ord(c) < 32 for c in unit)):
+                             or any(o < 32 or o == 34 or o == 92 for o in unit.encode())):
         _fail("sensor.unit", 'a short text (at most 8 characters, no quotes), e.g. "°C" or "%", or null', unit)
     linear = []
     for key, default in (("scale", 1), ("offset", 0)):
