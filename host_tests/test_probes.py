@@ -14,16 +14,17 @@ def _json(m):
     return json.loads(m[1])
 
 
-def _link(broker, board):
-    """An ESP8266 with a probe goes in plaintext (the broker's localhost port): with TLS it would
-    not fit (node/config.py refuses it, test_a_probe_beside_tls_on_an_esp8266_is_refused)."""
-    return {"mqtt__tls": False, "mqtt__port": broker.local_port} if board == "esp8266" else {}
+def _link(broker, board, kind):
+    """An ESP8266 with a DS18B20 goes in plaintext (the broker's localhost port): with TLS it
+    would not fit (node/config.py refuses it, test_a_ds18b20_beside_tls_on_an_esp8266_is_refused).
+    A DHT goes over TLS on both."""
+    return {"mqtt__tls": False, "mqtt__port": broker.local_port} if board == "esp8266" and kind == "ds18b20" else {}
 
 
 def test_a_dht22_reports_temperature_and_humidity_and_survives_its_unplugging(broker, start_node, runtime, board):
     w = broker.witness("maison/salon/valeur", "maison/salon/humidite", "maison/salon/stats")
     cfg = broker.node_config(period_s=2, payload="json", stats_s=2, sensor={"type": "dht22", "pin": 4},
-                             **_link(broker, board))
+                             **_link(broker, board, "dht22"))
     node = start_node(cfg, runtime, board=board)
     state = node.sim.board_dir / "dht4"
     state.write_text("-3.4 61.2")
@@ -52,7 +53,7 @@ def test_a_dht11_reads_whole_numbers(broker, start_node, runtime):
 
 def test_a_ds18b20_is_asked_ahead_and_found_again_when_it_comes_back(broker, start_node, runtime, board):
     w = broker.witness("maison/salon/valeur", "maison/salon/humidite")
-    cfg = broker.node_config(period_s=1, sensor={"type": "ds18b20", "pin": 13}, **_link(broker, board))
+    cfg = broker.node_config(period_s=1, sensor={"type": "ds18b20", "pin": 13}, **_link(broker, board, "ds18b20"))
     node = start_node(cfg, runtime, board=board)
     state = node.sim.board_dir / "ds18b20_13"
     state.write_text("23.0625")  # 1/16 degree steps
@@ -80,7 +81,7 @@ def test_a_probe_needs_its_pin_and_a_dht_its_pace(broker):
         nodeconfig.check_file(cfg)
 
 
-def test_make_sim_with_a_dht22_shows_both_quantities_live(tmp_path, runtime):
+def test_make_sim_with_a_dht22_shows_both_quantities_live(tmp_path, runtime, board):
     # make sim SENSOR=dht22: the default kit and node, reading a simulated DHT22 on GPIO4.
     import os
     import signal
@@ -91,7 +92,7 @@ def test_make_sim_with_a_dht22_shows_both_quantities_live(tmp_path, runtime):
     from nodekit import REPO
 
     proc = subprocess.Popen([sys.executable, "-m", "nodekit.sim", "--sensor", "dht22", "--runtime", runtime,
-                             "--board", "esp32"],
+                             "--board", board],
                             cwd=str(REPO), env=dict(os.environ, SIM_DIR=str(tmp_path)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen = []
@@ -113,16 +114,19 @@ def test_make_sim_with_a_dht22_shows_both_quantities_live(tmp_path, runtime):
             proc.wait()
 
 
-def test_a_probe_beside_tls_on_an_esp8266_is_refused(broker, start_node):
-    # Measured: an ESP8266 with a probe has about 16.4 KB free at a TLS handshake, under what
+def test_a_ds18b20_beside_tls_on_an_esp8266_is_refused(broker, start_node):
+    # Measured: an ESP8266 with a DS18B20 has about 15.0 KB free at a TLS handshake, under what
     # axTLS needs. One line at start (and from make flash / make deploy), not a reset loop.
+    # A DHT fits (17.0 KB) and is taken.
     from nodekit import nodeconfig
 
-    cfg = broker.node_config(period_s=2, sensor={"type": "dht22", "pin": 4})
-    with pytest.raises(ValueError, match=r"sensor.type: expected \"adc\" or \"sim\" on an ESP8266 over TLS"):
+    refused = r"sensor.type: expected \"adc\", \"sim\", \"dht22\" or \"dht11\" on an ESP8266 over TLS"
+    cfg = broker.node_config(period_s=2, sensor={"type": "ds18b20", "pin": 4})
+    with pytest.raises(ValueError, match=refused):
         nodeconfig.check_file(cfg)
     node = start_node(cfg, "micropython")
-    node.wait_log(r"config: sensor.type: expected \"adc\" or \"sim\" on an ESP8266 over TLS")
+    node.wait_log("config: " + refused)
+    assert nodeconfig.check_file(broker.node_config("dht", period_s=2, sensor={"type": "dht22", "pin": 4}))
 
 
 def test_make_node_says_at_once_what_the_node_would_refuse_at_boot(tmp_path):
@@ -132,9 +136,9 @@ def test_make_node_says_at_once_what_the_node_would_refuse_at_boot(tmp_path):
 
     out = str(tmp_path / "kit")
     kit.make_broker(out, host="raspberrypi.local")
-    with pytest.raises(kit.KitError, match=r'sensor.type: expected "adc" or "sim" on an ESP8266 over TLS .* '
-                                           r'\(nothing written; make node BOARD= names the board\)'):
-        kit.add_node(out, "salon", sensor="dht22")
+    with pytest.raises(kit.KitError, match=r'sensor.type: expected "adc", "sim", "dht22" or "dht11" on an ESP8266 '
+                                           r'over TLS .* \(nothing written; make node BOARD= names the board\)'):
+        kit.add_node(out, "salon", sensor="ds18b20")
     assert not os.path.exists(os.path.join(out, "nodes", "salon")) and "salon" not in passwd.read(os.path.join(out, "passwd"))
     cfg = json.loads(open(kit.add_node(out, "salon", sensor="ds18b20", board="esp32")).read())
     assert cfg["sensor"] == {"type": "ds18b20", "pin": 4} and cfg["board"] == "esp32"
