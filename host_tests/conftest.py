@@ -12,7 +12,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from nodekit import REPO, certs, kit, sim
-from nodekit.broker import Mosquitto, free_port, mosquitto_path
+from nodekit.broker import Mosquitto, PageServer, free_port, mosquitto_path
 
 # The board modules are importable for unit tests (config, commands, tls), with
 # MicroPython's runtime pieces that CPython lacks.
@@ -62,6 +62,9 @@ class Broker:
         self.witnesses = []
         self.mosq = Mosquitto(os.path.join(self.out, "mosquitto.conf"), self.port,
                               str(self.root / "mosquitto.log"), plain_port=self.local_port)
+        # The dashboard page over HTTPS, when the kit has one (WS_TLS with HTTP_PORT)
+        self.page = PageServer(self.out, self.settings, str(self.root / "pageserver.log")) \
+            if kit.page_listener(self.settings) else None
 
     def node_config(self, room="salon", **changes):
         """Write nodes/<room>/config.json through the kit, then apply changes (dotted keys)."""
@@ -131,6 +134,8 @@ class Broker:
     def stop(self):
         for w in self.witnesses:
             w.close()
+        if self.page:
+            self.page.stop()
         self.mosq.stop()
 
 
@@ -230,6 +235,8 @@ def make_broker(tmp_path):
         b = Broker(tmp_path / ("b%d" % len(started)), **opts)
         started.append(b)
         b.mosq.start()
+        if b.page:
+            b.page.start()
         return b
 
     yield make

@@ -14,6 +14,7 @@ import pathlib
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from nodekit import dashboard, install, kit
-from nodekit.broker import Mosquitto, free_port
+from nodekit.broker import free_port, wait_port
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements.txt)")
 expect = playwright.expect
@@ -65,7 +66,7 @@ def browser_page(b=None, trust=True):
 
 
 def page_url(b, host="localhost"):
-    return "http://%s:%d/" % (host, dashboard.page_port(b.settings))
+    return "%s://%s:%d/" % ("https" if b.settings["ws_tls"] else "http", host, dashboard.page_port(b.settings))
 
 
 def log_in(page, b, password=None):
@@ -215,16 +216,17 @@ def test_wrong_password_unreachable_and_dropped_broker_each_say_so(tls_kit):
 def test_a_browser_that_does_not_trust_the_kit_is_told_why(tls_kit):
     b = tls_kit
     with browser_page(b, trust=False) as page:
-        page.goto(page_url(b))
+        # The page itself comes over HTTPS: a browser without the kit's ca.pem shows its own
+        # warning before any of the page (nothing of it could have been altered on the way).
+        with pytest.raises(playwright.Error, match="ERR_CERT_AUTHORITY_INVALID"):
+            page.goto(page_url(b))
+        # Past the warning, the page loads, but Chromium still refuses the certificate for wss.
+        page.click("#details-button")
+        page.click("#proceed-link")
         log_in(page, b)
         expect(message(page)).to_contain_text("does not trust the kit's certificate yet", timeout=WAIT_MS)
-        # Opened by a name the certificate does not carry: told which name to use.
-        page.goto(page_url(b, host="127.0.0.1"))  # another origin: nothing kept, log in again
-        log_in(page, b)
-        expect(message(page)).to_contain_text("names localhost, not 127.0.0.1", timeout=WAIT_MS)
-        expect(message(page)).to_contain_text("Open %s instead" % page_url(b))
         # The README's quick way without ca.pem: open https://HOST:WS_PORT/ once and proceed
-        # past Chromium's warning; the page's wss then goes through.
+        # past the warning there too; the page's wss then goes through.
         with pytest.raises(playwright.Error, match="ERR_CERT_AUTHORITY_INVALID"):
             page.goto("https://localhost:%d/" % b.settings["ws_port"])
         page.click("#details-button")
@@ -233,11 +235,24 @@ def test_a_browser_that_does_not_trust_the_kit_is_told_why(tls_kit):
         wait_for(lambda: page.url.startswith("chrome-error://"), "the navigation past the warning")
         page.goto(page_url(b))
         expect(message(page)).to_contain_text("Connected to", timeout=WAIT_MS)
+        # Opened by a name the certificate does not carry: the browser warns, and past its
+        # warning the page says which name to use.
+        with pytest.raises(playwright.Error, match="ERR_CERT_COMMON_NAME_INVALID|ERR_CERT_AUTHORITY_INVALID"):
+            page.goto(page_url(b, host="127.0.0.1"))
+        page.click("#details-button")
+        page.click("#proceed-link")
+        log_in(page, b)
+        expect(message(page)).to_contain_text("names localhost, not 127.0.0.1", timeout=WAIT_MS)
+        expect(message(page)).to_contain_text("Open %s instead" % page_url(b))
 
 
-def http_get(url):
+def http_get(url, ca=None):
+    """(status, body) of a GET; an https URL is checked against the kit's CA."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=ca) if ca else None
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(url, timeout=10, context=ctx) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, b""
@@ -261,24 +276,40 @@ def mqtt_login(port, user, password, ca=None):
     return got[0]
 
 
-def test_the_page_port_serves_the_page_in_clear_and_refuses_every_mqtt_login(tls_kit):
+def test_the_page_comes_over_https_with_the_kits_certificate_and_nothing_else(tls_kit):
     b = tls_kit
     port = dashboard.page_port(b.settings)
     assert port != b.settings["ws_port"]
-    status, body = http_get("http://localhost:%d/" % port)
+    base = "https://localhost:%d/" % port
+    status, body = http_get(base, ca=b.ca)
     assert status == 200 and b"<title>Maison</title>" in body
-    status, body = http_get("http://localhost:%d/settings.json" % port)
+    status, body = http_get(base + "settings.json", ca=b.ca)
     assert json.loads(body) == {"ws_port": b.settings["ws_port"], "ws_tls": True, "names": ["localhost"]}
     for secret in ("passwd", "dashboard.json", "server.key", "ca.key", "kit.json"):
-        assert http_get("http://localhost:%d/../%s" % (port, secret))[0] == 404
-        assert http_get("http://localhost:%d/%%2e%%2e/%s" % (port, secret))[0] == 404
-    # The dashboard's own account, right password: refused here, accepted over wss.
-    assert mqtt_login(port, b.dashboard["user"], b.dashboard["password"]) == "Not authorized"
+        for path in ("../%s", "%%2e%%2e/%s", "..%%2f%s", "%s"):
+            assert http_get(base + path % secret, ca=b.ca)[0] == 404, path % secret
+    # A link in www/ to a secret (a careless admin, an attacker with a shell) is not followed.
+    www = pathlib.Path(b.out, kit.PAGE_DIR)
+    (www / "key.json").symlink_to(pathlib.Path(b.out, "server.key"))
+    assert http_get(base + "key.json", ca=b.ca)[0] == 404
+    (www / "key.json").unlink()
+    # In clear, only a redirect to the https address: no page a LAN attacker could rewrite.
+    req = urllib.request.Request("http://localhost:%d/" % port)
+    opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,),
+                                              {"redirect_request": lambda *a: None}))
+    with pytest.raises(urllib.error.HTTPError) as e:
+        opener.open(req, timeout=10)
+    assert e.value.code == 301 and e.value.headers["Location"] == base
+    # Not MQTT: the dashboard's own account, right password, gets nowhere there; wss takes it.
+    with pytest.raises(Exception):
+        mqtt_login(port, b.dashboard["user"], b.dashboard["password"], ca=b.ca)
     assert mqtt_login(b.settings["ws_port"], b.dashboard["user"], b.dashboard["password"], ca=b.ca) == "Success"
-    # Nothing on the page port holds a password: the whole www/ folder, read back.
-    www = os.path.join(b.out, kit.PAGE_DIR)
+    # Nothing the page server gives holds a password: the whole www/ folder, read back.
     for name in os.listdir(www):
         assert b.dashboard["password"].encode() not in open(os.path.join(www, name), "rb").read(), name
+    # Behind a LAN attacker, the page cannot be changed: HTTPS, checked against the kit's CA.
+    assert "Strict-Transport-Security" in urllib.request.urlopen(
+        base, context=__import__("ssl").create_default_context(cafile=b.ca), timeout=10).headers
 
 
 def test_with_ws_tls_off_the_page_and_mqtt_share_the_port_in_clear(make_broker, start_node):
@@ -294,7 +325,7 @@ def test_with_ws_tls_off_the_page_and_mqtt_share_the_port_in_clear(make_broker, 
         expect(room(page, "salon").locator(".value")).not_to_have_text("—", timeout=WAIT_MS)
 
 
-def test_installed_on_the_pi_mosquitto_serves_the_page_as_its_own_user(tmp_path, pi_root):
+def test_installed_on_the_pi_the_page_is_its_own_https_service(tmp_path, pi_root):
     out = str(tmp_path / "kit")
     s = kit.make_broker(out, host="localhost", port=free_port(), tools_port=free_port(), ws_port=free_port(), http_port=free_port(),
                         local_port=free_port())
@@ -302,12 +333,23 @@ def test_installed_on_the_pi_mosquitto_serves_the_page_as_its_own_user(tmp_path,
     assert install.main(["--out", out, "--root", str(root), "--no-restart"]) == 0
     www = root / install.PAGE
     assert sorted(os.listdir(www)) == sorted(os.listdir(dashboard.DIST) + ["settings.json"])
-    conf = root / "etc/mosquitto/mosquitto.conf"  # reads conf.d, where the kit's listeners are
-    assert "http_dir %s\n" % www in (root / install.KIT_CONF).read_text()
-    with Mosquitto(str(conf), s["port"], str(tmp_path / "m.log"), plain_port=s["local_port"]) as m:
-        status, body = http_get("http://localhost:%d/" % s["http_port"])
-        assert status == 200 and body == (dashboard.DIST / "index.html").read_bytes(), m.log()
-        assert "user mosquitto" in (root / install.KIT_CONF).read_text()
+    assert "http_dir" not in (root / install.KIT_CONF).read_text()  # Mosquitto serves no page
+    unit = (root / install.PAGE_UNIT).read_text()
+    assert "User=mosquitto\n" in unit and "NoNewPrivileges=true\n" in unit
+    # The unit's own command line, as systemd runs it (python3 of this machine for /usr/bin/python3).
+    cmd = [line for line in unit.splitlines() if line.startswith("ExecStart=")][0][len("ExecStart="):].split()
+    assert cmd[0] == "/usr/bin/python3"
+    proc = subprocess.Popen([sys.executable] + cmd[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert wait_port(s["http_port"], proc=proc), proc.stdout.read()
+        status, body = http_get("https://localhost:%d/" % s["http_port"], ca=os.path.join(out, "ca.pem"))
+        assert status == 200 and body == (dashboard.DIST / "index.html").read_bytes()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    # The undo takes the service away with the rest.
+    install.undo(str(root), restart=False)
+    assert not (root / install.PAGE_UNIT).exists() and not (root / install.PAGE_SERVER).exists()
 
 
 def test_a_dht22_room_shows_its_temperature_and_humidity_with_their_units(tls_kit, start_node):
@@ -322,3 +364,26 @@ def test_a_dht22_room_shows_its_temperature_and_humidity_with_their_units(tls_ki
         expect(card.locator(".humidity")).to_have_text("· 55.50 %", timeout=WAIT_MS)
         expect(card.locator(".unit")).to_have_text("°C", timeout=WAIT_MS)  # from the node's stats
         assert not page.errors
+
+
+def test_make_broker_try_serves_the_page_over_https_beside_mosquitto(tmp_path):
+    # make broker-try: the kit's Mosquitto and its page server in the foreground; Ctrl-C ends both.
+    out = str(tmp_path / "kit")
+    s = kit.make_broker(out, host="localhost", port=free_port(), tools_port=free_port(), ws_port=free_port(),
+                        http_port=free_port(), local_port=free_port(), bind="127.0.0.1")
+    dashboard.write_page(os.path.join(out, kit.PAGE_DIR), s)
+    proc = subprocess.Popen([sys.executable, "-m", "nodekit.kit", "try", "--out", out], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert wait_port(s["http_port"], proc=proc) and wait_port(s["port"], proc=proc)
+        status, body = http_get("https://localhost:%d/" % s["http_port"], ca=os.path.join(out, "ca.pem"))
+        assert status == 200 and b"<title>Maison</title>" in body
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for port in (s["http_port"], s["port"]):
+        assert not wait_port(port, timeout=1), "port %d still open after Ctrl-C" % port

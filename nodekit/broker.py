@@ -4,6 +4,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 from nodekit import dbguard
@@ -102,6 +103,49 @@ class Mosquitto:
             db = self.persistence_file()
             if db:
                 dbguard.release(db)  # as the installed service does (ExecStop): room for the last save
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self._log.close()
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class PageServer:
+    """The dashboard page over HTTPS (nodekit/pageserver.py) for a kit in a folder, as the Pi's
+    maison-dashboard service runs it."""
+
+    def __init__(self, out, s, log_path):
+        from nodekit import kit
+
+        self.port = kit.page_listener(s)
+        self.cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "pageserver.py"),
+                    "--www", os.path.join(out, kit.PAGE_DIR), "--cert", os.path.join(out, "server.pem"),
+                    "--key", os.path.join(out, "server.key"), "--port", str(self.port),
+                    "--bind", s["bind"] or "", "--host", s["host"]]
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        if not wait_port(self.port, timeout=timeout, proc=self.proc):
+            self.stop()
+            with open(self.log_path, errors="replace") as f:
+                raise RuntimeError("the page server did not start: " + f.read())
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(5)

@@ -3,9 +3,10 @@
     python -m nodekit.dashboard --out kit
 
 `make dashboard` bundles dashboard/ into dashboard/dist (npm, esbuild); this copies
-those files into the kit's www/ folder, which Mosquitto serves (http_dir), next to
-settings.json: where the page finds MQTT (the WebSockets port, TLS or not, and the
-names the broker's certificate carries). Nothing in www/ is secret.
+those files into the kit's www/ folder, next to settings.json: where the page finds MQTT
+(the WebSockets port, TLS or not, and the names the broker's certificate carries). Nothing
+in www/ is secret. With WS_TLS (the default) nodekit/pageserver.py serves www/ over HTTPS on
+HTTP_PORT, with the broker's certificate; with WS_TLS=0 Mosquitto serves it in clear (http_dir).
 """
 import argparse
 import json
@@ -34,7 +35,7 @@ def page_port(s):
 def page_url(s):
     port = page_port(s)
     host = "[%s]" % s["host"] if ":" in s["host"] else s["host"]
-    return "http://%s:%d/" % (host, port) if port else None
+    return "%s://%s:%d/" % ("https" if s["ws_tls"] else "http", host, port) if port else None
 
 
 def built(www):
@@ -79,11 +80,11 @@ def main(argv=None):
               "make broker OUT=%s WS_PORT=9001 HTTP_PORT=9080" % (a.out, a.out), file=sys.stderr)
         return 1
     write_page(os.path.join(a.out, kit.PAGE_DIR), s)
-    print("dashboard: the page is in %s; with `mosquitto -c %s` running, open %s"
-          % (os.path.join(a.out, kit.PAGE_DIR), os.path.join(a.out, "mosquitto.conf"), page_url(s)))
+    print("dashboard: the page is in %s; with `make broker-try OUT=%s` running (on the Pi: make broker-install), "
+          "open %s" % (os.path.join(a.out, kit.PAGE_DIR), a.out, page_url(s)))
     if s["ws_tls"]:
-        print("dashboard: its MQTT goes over wss://%s:%d: a browser must trust %s (see the README)"
-              % (s["host"], s["ws_port"], os.path.join(a.out, "ca.pem")))
+        print("dashboard: the page comes over HTTPS and its MQTT over wss://%s:%d: a browser must trust %s "
+              "(see the README)" % (s["host"], s["ws_port"], os.path.join(a.out, "ca.pem")))
     else:
         print("dashboard: WS_TLS=0: the page, the password and every message cross the network in clear")
     return 0

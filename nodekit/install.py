@@ -23,6 +23,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import shutil
 import ssl
 import subprocess
@@ -34,6 +35,9 @@ from nodekit import REPO, dashboard, kit
 GUARD = "usr/local/sbin/mosquitto-db-guard"
 PAGE = "usr/local/share/maison-dashboard"  # the dashboard page (http_dir): nothing secret, world-readable
 DROPIN = "etc/systemd/system/mosquitto.service.d/maison.conf"
+# The dashboard page over HTTPS (nodekit/pageserver.py, standard library only) as its own service
+PAGE_SERVER = "usr/local/lib/maison-kit/pageserver.py"
+PAGE_UNIT = "etc/systemd/system/maison-dashboard.service"
 # The nodes' time server (their ntp.host defaults to the broker's host). Debian's and Raspberry
 # Pi OS's chrony.conf read this folder (`confdir /etc/chrony/conf.d`).
 CHRONY_DROPIN = "etc/chrony/conf.d/maison.conf"
@@ -285,6 +289,24 @@ def _makedirs(manifest, path, mode=0o755):
         manifest["dirs"].append(d)
 
 
+def page_unit(root, s):
+    """maison-dashboard.service: the page over HTTPS with the broker's certificate, as Mosquitto's
+    user (which may read server.key), with nothing it does not need."""
+    for key in ("host", "bind"):  # words of a systemd command line: a space would add arguments
+        if s[key] and not re.fullmatch(r"[A-Za-z0-9.:_-]+", s[key]):
+            raise InstallError("kit.json: %s %r is not a host name or address: refused" % (key, s[key]))
+    etc = os.path.join(root, "etc/mosquitto/maison")
+    cmd = ["/usr/bin/python3", os.path.join(root, PAGE_SERVER), "--www", os.path.join(root, PAGE),
+           "--cert", os.path.join(etc, "server.pem"), "--key", os.path.join(etc, "server.key"),
+           "--port", str(kit.page_listener(s)), "--host", s["host"]] + (["--bind", s["bind"]] if s["bind"] else [])
+    return ("[Unit]\nDescription=The maison dashboard page over HTTPS (make broker-install)\n"
+            "After=network.target\n\n[Service]\nExecStart=%s\nUser=mosquitto\nGroup=mosquitto\n"
+            "Restart=on-failure\nNoNewPrivileges=true\nProtectSystem=strict\nProtectHome=true\n"
+            "PrivateTmp=true\nPrivateDevices=true\nProtectKernelTunables=true\nProtectControlGroups=true\n"
+            "RestrictAddressFamilies=AF_INET AF_INET6\n\n[Install]\nWantedBy=multi-user.target\n"
+            % " ".join(cmd))
+
+
 def undo(root="/", restart=True):
     """make broker-uninstall: put back what the install replaced, remove what it added; returns
     one line per file."""
@@ -295,6 +317,8 @@ def undo(root="/", restart=True):
                            "Pi's own set-up)" % os.path.join(root, MANIFEST))
     manifest = _load_manifest(root)
     done = []
+    if restart and os.path.join(root, PAGE_UNIT) in manifest["files"]:
+        subprocess.run(["systemctl", "disable", "--now", "maison-dashboard"])
     for dest, backup in manifest["files"].items():
         if backup:
             shutil.copy2(backup, dest)
@@ -368,6 +392,9 @@ def install(kit_dir, root="/", restart=True, dry_run=False):
         for name in os.listdir(www) if os.path.isdir(www) else []:
             _kit_file(www, name)  # refused now, before anything is written
         p.notes.append("fill    %s/ (the dashboard page)" % os.path.join(root, PAGE))
+    if kit.page_listener(s):
+        p.put(os.path.join(root, PAGE_SERVER), str(REPO / "nodekit" / "pageserver.py"), 0o644, 0)
+        p.put(os.path.join(root, PAGE_UNIT), page_unit(root, s), 0o644, 0, text=True)
     if not any(o in ("listener", "port") for _, o, _ in theirs):
         p.notes.append("note    Mosquitto's default listener (localhost:1883, anonymous, on only while no "
                        "listener is set) gives way to the kit's listeners")
@@ -407,6 +434,10 @@ def install(kit_dir, root="/", restart=True, dry_run=False):
             if subprocess.run(cmd).returncode:
                 raise InstallError("`%s` failed; see: journalctl -u mosquitto -n 30 (sudo make broker-uninstall "
                                    "puts the Pi back as it was)" % " ".join(cmd))
+        if kit.page_listener(s):
+            for cmd in (["systemctl", "enable", "maison-dashboard"], ["systemctl", "restart", "maison-dashboard"]):
+                if subprocess.run(cmd).returncode:
+                    raise InstallError("`%s` failed; see: journalctl -u maison-dashboard -n 30" % " ".join(cmd))
         time.sleep(1)
         probe_anonymous_refused("localhost", s["port"], os.path.join(etc, "ca.pem"), s["host"])
     return main

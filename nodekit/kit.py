@@ -38,7 +38,7 @@ HOMEASSISTANT = "homeassistant"  # Home Assistant's own: discovery, readings, th
 TOOLS_PASSWD = "passwd-tools"  # the accounts that are not nodes': the tools' and browsers' listeners
 KIT_FILE = "kit.json"  # the kit's settings (no secrets)
 WIFI_PLACEHOLDER = "your-wifi"  # the ssid make node writes until the person puts their network's
-PAGE_DIR = "www"  # the dashboard page Mosquitto serves (http_dir): make dashboard fills it
+PAGE_DIR = "www"  # the dashboard page (nodekit/pageserver.py serves it): make dashboard fills it
 BRIDGE_CA = "bridge-ca.pem"  # the remote broker's CA, PEM (Mosquitto's bridge_cafile wants PEM)
 BRIDGE_SECRET = "bridge.secret"  # the remote account's password, 0600, one line
 BRIDGE_DEFAULTS = {"name": "remote", "port": 8883, "user": None, "client_id": None, "try_private": True}
@@ -149,12 +149,13 @@ MAX_QUEUED_BYTES = 1 << 20
 
 
 def page_listener(s):
-    """The port of the plain listener that serves only the dashboard page, or None.
+    """The port of the HTTPS server of the dashboard page (nodekit/pageserver.py), or None.
 
     With WS_TLS on, the page cannot come from the wss listener: Mosquitto 2.0.11's http_dir
     on a TLS WebSockets listener answers browsers with an HTTP/2 protocol error (Chromium:
-    ERR_HTTP2_PROTOCOL_ERROR). So the page comes in clear from this listener, which refuses
-    every MQTT login, and the page's MQTT (the password) goes over wss on WS_PORT."""
+    ERR_HTTP2_PROTOCOL_ERROR). In clear, a LAN attacker could rewrite it and read the password
+    typed into it. So it comes over HTTPS, with the broker's certificate, from a server of its
+    own, and the page's MQTT goes over wss on WS_PORT."""
     return (s.get("http_port") or None) if s["ws_port"] and s["ws_tls"] else None
 
 
@@ -169,7 +170,6 @@ def render_conf(out, s, user=None):
     # Where a client may pick its own id, no node account logs in: else node A could take node B's
     # id, throw B off in a loop and take its session and queued commands.
     tools_accounts = ["allow_anonymous false", "password_file %s" % _p(out, TOOLS_PASSWD), acl]
-    page = page_listener(s)
     lines = ["# Mosquitto configuration written by `make broker` (nodekit.kit). Regenerated on",
              "# every run: change the kit's settings with make, not here.",
              # Each listener its own accounts: the nodes' port takes every account but fixes each
@@ -223,11 +223,7 @@ def render_conf(out, s, user=None):
         else:  # the page and its MQTT on one plain port: everything in clear (make broker WS_TLS=0)
             lines.append("http_dir %s" % _p(out, PAGE_DIR))
         lines.append("")
-    if page:
-        lines += ["# The dashboard page, in clear, for browsers (http://HOST:%d/). No MQTT here: without" % page,
-                  "# a password file every login is refused; the page's MQTT goes over wss on %d." % s["ws_port"],
-                  "listener %d%s" % (page, bind), "protocol websockets", "http_dir %s" % _p(out, PAGE_DIR),
-                  "allow_anonymous false", ""]
+    # With WS_TLS, the page comes over HTTPS on HTTP_PORT from nodekit/pageserver.py, not from Mosquitto.
     b = s["bridge"]
     if b:
         # Out only: the remote gets a copy, nothing it publishes comes back to the nodes. A fixed
@@ -380,7 +376,28 @@ def try_here(out):
 
     print("kit: Mosquitto with %s on this machine (Ctrl-C stops it). In another terminal:\n\n  %s\n"
           % (_p(out, "mosquitto.conf"), "\n  ".join(client_lines(out, "here"))), flush=True)
-    os.execv(broker.mosquitto_path(), [broker.mosquitto_path(), "-c", _p(out, "mosquitto.conf")])
+    page = None
+    if page_listener(s):  # the dashboard page over HTTPS, as the Pi's maison-dashboard service serves it
+        import subprocess
+        import sys
+        page = broker.PageServer(out, s, "/dev/null")
+        page.proc = subprocess.Popen(page.cmd, stdout=sys.stdout, stderr=sys.stderr)
+    try:
+        return subprocess_call([broker.mosquitto_path(), "-c", _p(out, "mosquitto.conf")])
+    finally:
+        if page:
+            page.proc.terminate()
+            page.proc.wait()
+
+
+def subprocess_call(cmd):
+    """Run cmd in the foreground; Ctrl-C reaches it (same process group) and ends it."""
+    import subprocess
+    p = subprocess.Popen(cmd)
+    try:
+        return p.wait()
+    except KeyboardInterrupt:
+        return p.wait()
 
 
 # --- bridge -------------------------------------------------------------------

@@ -9,8 +9,8 @@ export function brokerUrl(settings, loc = window.location) {
   return `${settings.ws_tls ? 'wss' : 'ws'}://${loc.hostname}:${settings.ws_port}/`;
 }
 
-// The page came from the same Mosquitto: if its settings still load while MQTT fails
-// before any answer, the broker is up and the browser refused the TLS connection.
+// Whether the Pi still answers: the page's own server (over HTTPS when WS_TLS is on, with the
+// broker's certificate, so a browser that shows this page trusts that certificate here).
 async function pageServerAnswers() {
   try {
     const r = await fetch('settings.json', { cache: 'no-store' });
@@ -31,9 +31,18 @@ function whyNoConnection(settings, url, answers) {
   const names = settings.names || [];
   const here = window.location.hostname;
   if (names.length && !names.includes(here)) {
-    const there = `http://${names[0]}:${window.location.port}/`;
+    const there = `${window.location.protocol}//${names[0]}:${window.location.port}/`;
     return `The broker's certificate names ${names.join(', ')}, not ${here}: this browser refuses ` +
       `the secure connection. Open ${there} instead.`;
+  }
+  if (window.location.protocol === 'https:') {
+    // The page came over HTTPS with the broker's certificate, but a browser told to proceed past
+    // its warning for the page still refuses that certificate for wss: the page cannot tell
+    // that from a Mosquitto that is down.
+    return `Cannot reach the broker at ${url}: the Pi answers, but either Mosquitto is not running or ` +
+      `this browser does not trust the kit's certificate yet (passing the page's warning is not enough). ` +
+      `Install the kit's ca.pem on this device (see the README), or open https://${window.location.host.replace(/:\d+$/, '')}:${settings.ws_port}/ ` +
+      `once and accept it there too. Trying again every ${RETRY_S} s.`;
   }
   return `The Pi answers but this browser refused the secure connection to ${url}: it does not trust ` +
     `the kit's certificate yet. Install the kit's ca.pem on this device (see the README), then reload. ` +
