@@ -76,7 +76,7 @@ test: setup system-test $(VENV)/.installed-test dashboard/dist/index.html
 	$(VPY) -m pytest -n $(TEST_JOBS) host_tests $(PYTEST_ARGS)
 
 # Kit options: TOOLS_PORT=8884 (TLS for the PC's tools, Home Assistant, mosquitto_sub), CLIENT_CERTS=1 (require_certificate), KEY_TYPE=ec, WS_TLS=0, HTTP_PORT=9080 (the
-# dashboard page's plain port when WS_TLS=1; 0: none), LOCAL_PORT=0 (no
+# dashboard page over HTTPS when WS_TLS=1, nodekit/pageserver.py; 0: none), LOCAL_PORT=0 (no
 # localhost plaintext listener), RENEW=1 (new server certificate, same CA), NEW_CA=1,
 # a bridge: BRIDGE_HOST= BRIDGE_CA= [BRIDGE_PORT=8883 BRIDGE_USER= BRIDGE_PASSWORD_FILE=], NO_BRIDGE=1.
 broker: $(VENV)/.installed

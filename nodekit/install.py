@@ -33,7 +33,7 @@ import time
 from nodekit import REPO, dashboard, kit
 
 GUARD = "usr/local/sbin/mosquitto-db-guard"
-PAGE = "usr/local/share/maison-dashboard"  # the dashboard page (http_dir): nothing secret, world-readable
+PAGE = "usr/local/share/maison-dashboard"  # the dashboard page (maison-dashboard.service; WS_TLS=0: http_dir): nothing secret
 DROPIN = "etc/systemd/system/mosquitto.service.d/maison.conf"
 # The dashboard page over HTTPS (nodekit/pageserver.py, standard library only) as its own service
 PAGE_SERVER = "usr/local/lib/maison-kit/pageserver.py"

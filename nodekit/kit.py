@@ -711,7 +711,7 @@ def main(argv=None):
     b.add_argument("--tools-port", type=int, help="TLS for the PC's tools and Home Assistant (default 8884)")
     b.add_argument("--ws-port", type=_ports)
     b.add_argument("--ws-tls", choices=("0", "1"))
-    b.add_argument("--http-port", type=_ports, help="the dashboard page's plain port when WS_TLS=1 (default 9080; 0: none)")
+    b.add_argument("--http-port", type=_ports, help="the dashboard page's HTTPS port when WS_TLS=1 (default 9080; 0: none)")
     b.add_argument("--local-port", type=_ports)
     b.add_argument("--client-certs", choices=("0", "1"))
     b.add_argument("--key-type", choices=("rsa", "ec"))
