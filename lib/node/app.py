@@ -320,24 +320,25 @@ class Node:
             machine.reset()
         return in_a_row
 
-    def _retry_delay(self):
-        """After a loss: reconnect at once if the connection had lived a while, else back
-        off further (a broker that accepts then drops us must not get a storm)."""
-        lived = time.ticks_diff(time.ticks_ms(), self._connected_at or 0)
-        if lived >= _SHORT_LIFE_MS:
-            self._attempt = 0
-            return 0
-        delay = backoff_ms(self._attempt, self.backoff_max_ms)
-        self._attempt += 1
-        log("mqtt", "next attempt in %d.%d s", delay // 1000, delay % 1000 // 100)
-        return delay
+    def _schedule_retry(self, lived_ms=0):
+        """The node's whole reconnect policy: when to try the broker again. At once after a
+        connection that had lived a while (the attempt count starts again); else after a
+        growing, jittered backoff (session.backoff_ms), so that a broker that refuses us, or
+        accepts then drops us, never gets a storm."""
+        if lived_ms >= _SHORT_LIFE_MS:
+            self._attempt = delay = 0
+        else:
+            delay = backoff_ms(self._attempt, self.backoff_max_ms)
+            self._attempt += 1
+            log("mqtt", "next attempt in %d.%d s", delay // 1000, delay % 1000 // 100)
+        self._retry_at = time.ticks_add(time.ticks_ms(), delay)
 
     def _lost(self, e):
         """The connection broke: say why, and set when to reconnect."""
         self.session.close()
         self._oom_link = self._out_of_memory(e, self._oom_link)
         log("mqtt", "connection lost: %s", describe(e, self.session.host, self.session.port))
-        self._retry_at = time.ticks_add(time.ticks_ms(), self._retry_delay())
+        self._schedule_retry(time.ticks_diff(time.ticks_ms(), self._connected_at or 0))
         # The broker drops an older connection when another client connects with the
         # same id; two such clients knock each other off in turn.
         lived = time.ticks_diff(time.ticks_ms(), self._connected_at or 0)
@@ -428,10 +429,7 @@ class Node:
                     if time.ticks_diff(now, t_stats) >= 0:  # the stats sent on connecting fill that slot
                         t_stats = _next_slot(t_stats, stats_ms, now)
                 else:
-                    delay = backoff_ms(self._attempt, cap)
-                    self._attempt += 1
-                    self._retry_at = time.ticks_add(time.ticks_ms(), delay)
-                    log("mqtt", "next attempt in %d.%d s", delay // 1000, delay % 1000 // 100)
+                    self._schedule_retry()
                 continue
             try:
                 self.session.wait(min(due, _LINK_CHECK_MS))
