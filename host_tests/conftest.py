@@ -63,8 +63,9 @@ class Broker:
         self.mosq = Mosquitto(os.path.join(self.out, "mosquitto.conf"), self.port,
                               str(self.root / "mosquitto.log"), plain_port=self.local_port)
         # The dashboard page over HTTPS, when the kit has one (WS_TLS with HTTP_PORT)
-        self.page = PageServer(self.out, self.settings, str(self.root / "pageserver.log")) \
-            if kit.page_listener(self.settings) else None
+        page = kit.page_listener(self.settings)
+        self.page = PageServer(self.out, page, self.settings["bind"], self.settings["host"],
+                               str(self.root / "pageserver.log"), kit.PAGE_DIR) if page else None
 
     def node_config(self, room="salon", **changes):
         """Write nodes/<room>/config.json through the kit, then apply changes (dotted keys)."""

@@ -121,17 +121,15 @@ class Mosquitto:
 
 
 class PageServer:
-    """The dashboard page over HTTPS (nodekit/pageserver.py) for a kit in a folder, as the Pi's
-    maison-dashboard service runs it."""
+    """The dashboard page over HTTPS (nodekit/pageserver.py) from a kit's folder, as the Pi's
+    maison-dashboard service runs it: www/ with the kit's server certificate, on `port`."""
 
-    def __init__(self, out, s, log_path):
-        from nodekit import kit
-
-        self.port = kit.page_listener(s)
+    def __init__(self, out, port, bind, host, log_path, www="www"):
+        self.port = port
         self.cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "pageserver.py"),
-                    "--www", os.path.join(out, kit.PAGE_DIR), "--cert", os.path.join(out, "server.pem"),
-                    "--key", os.path.join(out, "server.key"), "--port", str(self.port),
-                    "--bind", s["bind"] or "", "--host", s["host"]]
+                    "--www", os.path.join(out, www), "--cert", os.path.join(out, "server.pem"),
+                    "--key", os.path.join(out, "server.key"), "--port", str(port),
+                    "--bind", bind or "", "--host", host]
         self.log_path = log_path
         self.proc = None
 

@@ -380,7 +380,7 @@ def try_here(out):
     if page_listener(s):  # the dashboard page over HTTPS, as the Pi's maison-dashboard service serves it
         import subprocess
         import sys
-        page = broker.PageServer(out, s, "/dev/null")
+        page = broker.PageServer(out, page_listener(s), s["bind"], s["host"], "/dev/null", PAGE_DIR)
         page.proc = subprocess.Popen(page.cmd, stdout=sys.stdout, stderr=sys.stderr)
     try:
         return subprocess_call([broker.mosquitto_path(), "-c", _p(out, "mosquitto.conf")])

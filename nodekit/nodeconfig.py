@@ -22,13 +22,29 @@ def platform_of(path):
         return "esp8266"
 
 
+def board_chip(board):
+    """The chip whose port a board profile (firmware/boards.json) or chip name runs; ValueError
+    naming the known ones if neither."""
+    import json
+
+    from nodekit.simboard._port import CHIPS  # the chips the simulated board knows
+
+    with open(REPO / "firmware" / "boards.json") as f:
+        manifest = json.load(f)
+    if board in CHIPS:
+        return board
+    prof = manifest["boards"].get(board)
+    if prof is None:
+        raise ValueError("BOARD=%s: unknown board (profiles: %s; or a chip: %s)"
+                         % (board, ", ".join(manifest["boards"]), ", ".join(CHIPS)))
+    return manifest["images"][prof["image"]]["chip"]
+
+
 def platform_of_board(board):
     """The port whose rules a board profile or chip name (None: the tutorials' esp8266) follows."""
-    from nodekit import sim
-
     try:
-        chip = sim.board_chip(board or "esp8266")
-    except (sim.SimError, TypeError):
+        chip = board_chip(board or "esp8266")
+    except (ValueError, TypeError):
         chip = "esp8266"
     return "esp8266" if chip == "esp8266" else "esp32"
 
