@@ -69,8 +69,8 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 setup: system $(VENV)/.installed .deps/umqtt/simple.py
 
 sim: setup
-	@$(VPY) -m nodekit.sim --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) $(if $(NODES),--nodes $(NODES)) \
-	  $(if $(BOARD),--board $(BOARD)) $(if $(SENSOR),--sensor $(SENSOR))
+	@$(VPY) -m $(if $(NODES),nodekit.fleet --nodes $(NODES),nodekit.sim) --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) \
+	  $(if $(NODES),,$(if $(BOARD),--board $(BOARD)) $(if $(SENSOR),--sensor $(SENSOR)))
 
 test: setup system-test $(VENV)/.installed-test dashboard/dist/index.html
 	$(VPY) -m pytest -n $(TEST_JOBS) host_tests $(PYTEST_ARGS)

@@ -95,7 +95,7 @@ def test_make_sim_nodes_runs_a_fleet_and_ctrl_c_stops_everything(tmp_path):
 
 
 def test_nodes_must_be_a_number():
-    r = subprocess.run([sys.executable, "-m", "nodekit.sim", "--nodes", "lots"], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "nodekit.fleet", "--nodes", "lots"], cwd=REPO,  # make sim NODES=lots
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr.strip() == "sim: NODES: expected a whole number of nodes, 1 or more, got 'lots'"

@@ -3,7 +3,7 @@
     make sim                                   a local broker kit + one node
     make sim CONFIG=kit/nodes/salon/config.json   a node against the broker that config names
     make sim RUNTIME=micropython               the same files in the MicroPython VM
-    make sim NODES=200                         a fleet of 200 nodes (nodekit/fleet.py)
+    make sim NODES=200                         a fleet of 200 nodes (nodekit/fleet.py, which the Makefile runs)
 
 The simulated board (nodekit/simboard) stands in for the hardware only; the
 sockets, TLS and MQTT are real. A board reset (machine.reset) restarts the node.
@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from nodekit import REPO, broker, kit
+from nodekit import REPO, broker, kit, nodeconfig
 
 SIMBOARD = REPO / "nodekit" / "simboard"
 RESET_EXIT = 75      # simboard/machine.py
@@ -34,16 +34,10 @@ class SimError(Exception):
 
 def board_chip(board):
     """The chip whose port a board profile (firmware/boards.json) or chip name runs."""
-    from nodekit.simboard._port import CHIPS  # the chips the simulated board knows
-    with open(REPO / "firmware" / "boards.json") as f:
-        manifest = json.load(f)
-    if board in CHIPS:
-        return board
-    prof = manifest["boards"].get(board)
-    if prof is None:
-        raise SimError("BOARD=%s: unknown board (profiles: %s; or a chip: %s)"
-                       % (board, ", ".join(manifest["boards"]), ", ".join(CHIPS)))
-    return manifest["images"][prof["image"]]["chip"]
+    try:
+        return nodeconfig.board_chip(board)
+    except ValueError as e:
+        raise SimError(str(e))
 
 
 def board_root(config_path, board_dir):
@@ -314,17 +308,11 @@ def main(argv=None):
     ap.add_argument("--config", help="a node config.json (default: a local broker kit and node)")
     ap.add_argument("--runtime", default="cpython", choices=RUNTIMES)
     ap.add_argument("--heap", help="MicroPython heap size, e.g. 64k")
-    ap.add_argument("--nodes", help="run a fleet of this many nodes (nodekit/fleet.py)")
     ap.add_argument("--sensor", default="sim", choices=("sim",) + kit.PROBES,
                     help="what the default node reads: a simulated room (default) or a simulated probe")
     ap.add_argument("--board", help="a board profile of firmware/boards.json or a chip (esp8266, esp32): the "
                                     "port the simulated board behaves like (default: the config's board, else esp8266)")
     a = ap.parse_args(argv)
-    if a.nodes is not None:
-        from nodekit import fleet
-
-        return fleet.main(["--nodes", a.nodes, "--runtime", a.runtime]
-                          + (["--heap", a.heap] if a.heap else []) + (["--config", a.config] if a.config else []))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the node and broker on kill too
     work = pathlib.Path(os.environ.get("SIM_DIR") or REPO / ".sim")  # SIM_DIR: the tests' own
     work.mkdir(exist_ok=True)
