@@ -14,10 +14,22 @@ import os
 import shutil
 import sys
 
-from nodekit import REPO
+from nodekit import REPO, settings
 
 DIST = REPO / "dashboard" / "dist"
 SETTINGS = "settings.json"
+PAGE_DIR = "www"  # the page's folder in a kit (nodekit/pageserver.py serves it): make dashboard fills it
+
+
+def page_listener(s):
+    """The port of the HTTPS server of the dashboard page (nodekit/pageserver.py), or None.
+
+    With WS_TLS on, the page cannot come from the wss listener: Mosquitto 2.0.11's http_dir
+    on a TLS WebSockets listener answers browsers with an HTTP/2 protocol error (Chromium:
+    ERR_HTTP2_PROTOCOL_ERROR). In clear, a LAN attacker could rewrite it and read the password
+    typed into it. So it comes over HTTPS, with the broker's certificate, from a server of its
+    own, and the page's MQTT goes over wss on WS_PORT."""
+    return (s.get("http_port") or None) if s["ws_port"] and s["ws_tls"] else None
 
 
 def page_settings(s):
@@ -26,10 +38,9 @@ def page_settings(s):
 
 
 def page_port(s):
-    from nodekit import kit
     if not s["ws_port"]:
         return None
-    return kit.page_listener(s) if s["ws_tls"] else s["ws_port"]
+    return page_listener(s) if s["ws_tls"] else s["ws_port"]
 
 
 def page_url(s):
@@ -63,25 +74,24 @@ def write_page(www, s, dist=DIST):
 
 
 def main(argv=None):
-    from nodekit import kit
     ap = argparse.ArgumentParser(prog="dashboard", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="the broker kit made by make broker")
     a = ap.parse_args(argv)
     if not os.path.exists(os.path.join(DIST, "index.html")):
         print("dashboard: %s: not built (make dashboard builds it)" % DIST, file=sys.stderr)
         return 1
-    if not os.path.exists(os.path.join(a.out, kit.KIT_FILE)):
+    if not os.path.exists(os.path.join(a.out, settings.KIT_FILE)):
         print("dashboard: built in %s; no broker kit in %s yet: `make broker OUT=%s` puts the page in it"
               % (os.path.relpath(DIST), a.out, a.out))
         return 0
-    s = kit.load_settings(a.out)
+    s = settings.load_settings(a.out)
     if not page_url(s):
         print("dashboard: %s: the kit serves no page (it needs WS_PORT, and HTTP_PORT when WS_TLS=1): "
               "make broker OUT=%s WS_PORT=9001 HTTP_PORT=9080" % (a.out, a.out), file=sys.stderr)
         return 1
-    write_page(os.path.join(a.out, kit.PAGE_DIR), s)
+    write_page(os.path.join(a.out, PAGE_DIR), s)
     print("dashboard: the page is in %s; with `make broker-try OUT=%s` running (on the Pi: make broker-install), "
-          "open %s" % (os.path.join(a.out, kit.PAGE_DIR), a.out, page_url(s)))
+          "open %s" % (os.path.join(a.out, PAGE_DIR), a.out, page_url(s)))
     if s["ws_tls"]:
         print("dashboard: the page comes over HTTPS and its MQTT over wss://%s:%d: a browser must trust %s "
               "(see the README)" % (s["host"], s["ws_port"], os.path.join(a.out, "ca.pem")))

@@ -17,7 +17,6 @@ read from a file (--bridge-password-file), kept in OUT/bridge.secret (0600) and
 in mosquitto.conf, never in kit.json and never printed.
 """
 import argparse
-import copy
 import getpass
 import ipaddress
 import json
@@ -27,8 +26,10 @@ import sys
 
 from cryptography.exceptions import InvalidSignature
 
-from nodekit import REPO, certs, passwd
+from nodekit import REPO, certs, dashboard, passwd
+from nodekit.dashboard import PAGE_DIR, page_listener  # noqa: F401 (kit.PAGE_DIR, kit.page_listener)
 from nodekit.nodeconfig import node_config
+from nodekit.settings import BRIDGE_SECRET, DEFAULTS, KIT_FILE, load_settings  # noqa: F401
 
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
@@ -36,15 +37,9 @@ CA_DAYS = 3650
 DASHBOARD = "dashboard"  # the browsers' and the PC tools' account: reads everything, commands the LEDs
 HOMEASSISTANT = "homeassistant"  # Home Assistant's own: discovery, readings, the LEDs' led/set (homeassistant.json)
 TOOLS_PASSWD = "passwd-tools"  # the accounts that are not nodes': the tools' and browsers' listeners
-KIT_FILE = "kit.json"  # the kit's settings (no secrets)
 WIFI_PLACEHOLDER = "your-wifi"  # the ssid make node writes until the person puts their network's
-PAGE_DIR = "www"  # the dashboard page (nodekit/pageserver.py serves it): make dashboard fills it
 BRIDGE_CA = "bridge-ca.pem"  # the remote broker's CA, PEM (Mosquitto's bridge_cafile wants PEM)
-BRIDGE_SECRET = "bridge.secret"  # the remote account's password, 0600, one line
 BRIDGE_DEFAULTS = {"name": "remote", "port": 8883, "user": None, "client_id": None, "try_private": True}
-DEFAULTS = {"host": "raspberrypi.local", "ips": [], "port": 8883, "tools_port": 8884, "ws_port": 9001, "ws_tls": True,
-            "http_port": 9080, "local_port": 1883, "bind": None, "client_certs": False, "key_type": "rsa",
-            "bridge": None, "nodes": []}
 
 
 class KitError(Exception):
@@ -53,22 +48,6 @@ class KitError(Exception):
 
 def _p(out, *names):
     return os.path.join(out, *names)
-
-
-def load_settings(out):
-    """kit.json over the defaults; a bridge's password is read back from bridge.secret."""
-    try:
-        with open(_p(out, KIT_FILE)) as f:
-            s = dict(copy.deepcopy(DEFAULTS), **json.load(f))
-    except FileNotFoundError:
-        return copy.deepcopy(DEFAULTS)
-    if s["bridge"]:
-        try:
-            with open(_p(out, BRIDGE_SECRET)) as f:
-                s["bridge"]["password"] = f.read().rstrip("\n")
-        except FileNotFoundError:
-            pass
-    return s
 
 
 def _save_settings(out, s):
@@ -146,17 +125,6 @@ MAX_PACKET = 4096  # bytes: mosquitto.conf max_packet_size (see render_conf)
 # are tens of bytes each, so 1 MiB is hundreds of times what the house needs.
 MAX_QUEUED = 1000
 MAX_QUEUED_BYTES = 1 << 20
-
-
-def page_listener(s):
-    """The port of the HTTPS server of the dashboard page (nodekit/pageserver.py), or None.
-
-    With WS_TLS on, the page cannot come from the wss listener: Mosquitto 2.0.11's http_dir
-    on a TLS WebSockets listener answers browsers with an HTTP/2 protocol error (Chromium:
-    ERR_HTTP2_PROTOCOL_ERROR). In clear, a LAN attacker could rewrite it and read the password
-    typed into it. So it comes over HTTPS, with the broker's certificate, from a server of its
-    own, and the page's MQTT goes over wss on WS_PORT."""
-    return (s.get("http_port") or None) if s["ws_port"] and s["ws_tls"] else None
 
 
 def render_conf(out, s, user=None):
@@ -286,8 +254,7 @@ def write_files(out, s):
     _write_tools_passwd(out, s)
     write_client_options(out, s)
     _save_settings(out, s)
-    from nodekit import dashboard  # the page's settings.json, and the built page if there is one
-    dashboard.write_page(_p(out, PAGE_DIR), s)
+    dashboard.write_page(_p(out, PAGE_DIR), s)  # the page's settings.json, and the built page if there is one
 
 
 def _write_tools_passwd(out, s):
@@ -763,7 +730,6 @@ def main(argv=None):
             busy = busy_ports(s)
             print("kit: try it on this PC first: make broker-try OUT=%s%s" % (
                 a.out, " (but %s)" % busy_text(busy) if busy else ""))
-            from nodekit import dashboard
             if dashboard.page_url(s):
                 print("kit: dashboard: %s%s" % (dashboard.page_url(s), "" if dashboard.built(_p(a.out, PAGE_DIR))
                                                 else " (build the page first: make dashboard)"))
