@@ -1,4 +1,4 @@
-"""A power cut on the Pi must not leave a broker that refuses to start."""
+"""A power cut or a full disk on the Pi must not leave a broker that refuses to start, nor one that comes back with a stale state."""
 import contextlib
 import errno
 import os
