@@ -5,6 +5,8 @@ import os
 import pathlib
 import queue
 import re
+import signal
+import subprocess
 import sys
 import time
 
@@ -65,7 +67,7 @@ class Broker:
         # The dashboard page over HTTPS, when the kit has one (WS_TLS with HTTP_PORT)
         page = kit.page_listener(self.settings)
         self.page = PageServer(self.out, page, self.settings["bind"], self.settings["host"],
-                               str(self.root / "pageserver.log"), kit.PAGE_DIR) if page else None
+                               str(self.root / "pageserver.log"), www=kit.PAGE_DIR) if page else None
 
     def node_config(self, room="salon", **changes):
         """Write nodes/<room>/config.json through the kit, then apply changes (dotted keys)."""
@@ -281,3 +283,14 @@ def pi_root():
     os.chmod(d, 0o755)  # Mosquitto, once it drops to its user, must reach the files
     yield d
     shutil.rmtree(d)
+
+
+def ctrl_c(proc, timeout=15):
+    """Ctrl-C to a process started with start_new_session (its whole group, as a terminal
+    does); SIGKILL to the group if it has not ended within `timeout` s."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

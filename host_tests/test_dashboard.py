@@ -24,6 +24,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from conftest import ctrl_c
 from nodekit import dashboard, install, kit
 from nodekit.broker import free_port, wait_port
 
@@ -379,11 +380,6 @@ def test_make_broker_try_serves_the_page_over_https_beside_mosquitto(tmp_path):
         status, body = http_get("https://localhost:%d/" % s["http_port"], ca=os.path.join(out, "ca.pem"))
         assert status == 200 and b"<title>Maison</title>" in body
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        ctrl_c(proc)
     for port in (s["http_port"], s["port"]):
         assert not wait_port(port, timeout=1), "port %d still open after Ctrl-C" % port

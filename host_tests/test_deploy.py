@@ -65,13 +65,7 @@ class VBoard:
         return p.exists() and p.read_text().strip() == "0"  # active low
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        nbroker.stop_process(self.proc)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ seeds' topics through the firmware's drivers, unplugged and plugged back while t
 import json
 
 import pytest
+from conftest import ctrl_c
 
 
 @pytest.fixture(params=["esp8266", "esp32"])
@@ -84,7 +85,6 @@ def test_a_probe_needs_its_pin_and_a_dht_its_pace(broker):
 def test_make_sim_with_a_dht22_shows_both_quantities_live(tmp_path, runtime, board):
     # make sim SENSOR=dht22: the default kit and node, reading a simulated DHT22 on GPIO4.
     import os
-    import signal
     import subprocess
     import sys
     import time
@@ -106,12 +106,7 @@ def test_make_sim_with_a_dht22_shows_both_quantities_live(tmp_path, runtime, boa
         text = "".join(seen)
         assert "-> maison/salon/valeur" in text and "-> maison/salon/humidite" in text, text
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        ctrl_c(proc)
 
 
 def test_a_ds18b20_beside_tls_on_an_esp8266_is_refused(broker, start_node):

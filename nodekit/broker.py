@@ -50,6 +50,17 @@ def answers_mqtt(port, host="127.0.0.1", timeout=2.0):
         return False
 
 
+def stop_process(proc, timeout=5):
+    """SIGTERM, then SIGKILL if it is still there after `timeout` s; reaped either way."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Mosquitto:
     def __init__(self, conf, port, log_path, plain_port=None, reserve=dbguard.RESERVE):
         self.conf = conf
@@ -103,12 +114,7 @@ class Mosquitto:
             db = self.persistence_file()
             if db:
                 dbguard.release(db)  # as the installed service does (ExecStop): room for the last save
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
         if self.proc:
             self._log.close()
         self.proc = None
@@ -122,10 +128,11 @@ class Mosquitto:
 
 class PageServer:
     """The dashboard page over HTTPS (nodekit/pageserver.py) from a kit's folder, as the Pi's
-    maison-dashboard service runs it: www/ with the kit's server certificate, on `port`."""
+    maison-dashboard service runs it: www/ with the kit's server certificate, on `port`.
+    log_path None: its lines go to this terminal (make broker-try)."""
 
-    def __init__(self, out, port, bind, host, log_path, www="www"):
-        self.port = port
+    def __init__(self, out, port, bind, host, log_path=None, www="www"):
+        self.port, self.bind = port, bind
         self.cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "pageserver.py"),
                     "--www", os.path.join(out, www), "--cert", os.path.join(out, "server.pem"),
                     "--key", os.path.join(out, "server.key"), "--port", str(port),
@@ -134,24 +141,19 @@ class PageServer:
         self.proc = None
 
     def start(self, timeout=10.0):
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        if not wait_port(self.port, timeout=timeout, proc=self.proc):
+        self._log = open(self.log_path, "ab") if self.log_path else None
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT if self._log else None)
+        if not wait_port(self.port, host=self.bind or "127.0.0.1", timeout=timeout, proc=self.proc):
             self.stop()
-            with open(self.log_path, errors="replace") as f:
-                raise RuntimeError("the page server did not start: " + f.read())
+            raise RuntimeError("the page server did not start%s" % (": " + open(self.log_path).read()
+                                                                     if self.log_path else ""))
         return self
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
         if self.proc:
-            self._log.close()
+            stop_process(self.proc)
+            if self._log:
+                self._log.close()
         self.proc = None
 
     def __enter__(self):

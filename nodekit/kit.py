@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidSignature
 
 from nodekit import REPO, certs, dashboard, passwd
 from nodekit.dashboard import PAGE_DIR, page_listener  # noqa: F401 (kit.PAGE_DIR, kit.page_listener)
-from nodekit.nodeconfig import node_config
+from nodekit.nodeconfig import node_config, platform_of_board
 from nodekit.settings import BRIDGE_SECRET, DEFAULTS, KIT_FILE, load_settings  # noqa: F401
 
 SERVER_DAYS = 825
@@ -343,22 +343,20 @@ def try_here(out):
 
     print("kit: Mosquitto with %s on this machine (Ctrl-C stops it). In another terminal:\n\n  %s\n"
           % (_p(out, "mosquitto.conf"), "\n  ".join(client_lines(out, "here"))), flush=True)
-    page = None
-    if page_listener(s):  # the dashboard page over HTTPS, as the Pi's maison-dashboard service serves it
-        import subprocess
-        import sys
-        page = broker.PageServer(out, page_listener(s), s["bind"], s["host"], "/dev/null", PAGE_DIR)
-        page.proc = subprocess.Popen(page.cmd, stdout=sys.stdout, stderr=sys.stderr)
+    # The dashboard page over HTTPS beside it, as the Pi's maison-dashboard service serves it.
+    page = broker.PageServer(out, page_listener(s), s["bind"], s["host"], www=PAGE_DIR) if page_listener(s) else None
+    if page:
+        page.start()
     try:
-        return subprocess_call([broker.mosquitto_path(), "-c", _p(out, "mosquitto.conf")])
+        return _foreground([broker.mosquitto_path(), "-c", _p(out, "mosquitto.conf")])
     finally:
         if page:
-            page.proc.terminate()
-            page.proc.wait()
+            page.stop()
 
 
-def subprocess_call(cmd):
-    """Run cmd in the foreground; Ctrl-C reaches it (same process group) and ends it."""
+def _foreground(cmd):
+    """Run cmd until it ends. Ctrl-C reaches it too (the same process group): wait for it to finish
+    (Mosquitto's last save) rather than kill it, as subprocess.call would."""
     import subprocess
     p = subprocess.Popen(cmd)
     try:
@@ -549,11 +547,10 @@ def _signed_by(cert_path, ca_cert):
 def _check_room(room, rooms):
     """The node's own rule (lib/node/config.py), then what the kit's files add: the room is
     the account's name in passwd and acl, and a folder under nodes/."""
-    from nodekit import nodeconfig
     from node.homeassistant import object_id
 
     try:
-        nodeconfig.node_config.check_room(room)
+        node_config.check_room(room)
     except ValueError as e:
         raise KitError("ROOM: " + str(e).split(": ", 2)[-1])
     if room in ("", DASHBOARD, HOMEASSISTANT, ".", "..") or ":" in room or room != room.strip():
@@ -600,10 +597,8 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=
         cfg.update(board=board, led=prof["led"], sensor=dict(prof["sensor"], type=sensor) if sensor == "adc" else probe)
     cfg.setdefault("led", {"pin": 2, "active_low": True})
     cfg.setdefault("sensor", probe)
-    from nodekit import nodeconfig
-
     try:  # the node's own check, on the board it is for: what it would refuse at boot is said now
-        node_config.check(cfg, nodeconfig.platform_of_board(cfg.get("board")))
+        node_config.check(cfg, platform_of_board(cfg.get("board")))
     except ValueError as e:
         raise KitError("%s (nothing written; make node BOARD= names the board)" % e)
     os.makedirs(ndir, mode=0o700, exist_ok=True)

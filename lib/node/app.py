@@ -338,10 +338,10 @@ class Node:
         self.session.close()
         self._oom_link = self._out_of_memory(e, self._oom_link)
         log("mqtt", "connection lost: %s", describe(e, self.session.host, self.session.port))
-        self._schedule_retry(time.ticks_diff(time.ticks_ms(), self._connected_at or 0))
+        lived = time.ticks_diff(time.ticks_ms(), self._connected_at or 0)
+        self._schedule_retry(lived)
         # The broker drops an older connection when another client connects with the
         # same id; two such clients knock each other off in turn.
-        lived = time.ticks_diff(time.ticks_ms(), self._connected_at or 0)
         if "closed" in str(e) or (e.args and e.args[0] == -1):
             self._short_lives = self._short_lives + 1 if lived < _SHORT_LIFE_MS else 0
             if self._short_lives >= 3:
