@@ -63,24 +63,24 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 	$(VPY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.deps/umqtt/simple.py: nodekit/deps.py | $(VENV)/.installed
-	$(VPY) -m nodekit.deps
+.deps/umqtt/simple.py: nodekit/board/deps.py | $(VENV)/.installed
+	$(VPY) -m nodekit.board.deps
 
 setup: system $(VENV)/.installed .deps/umqtt/simple.py
 
 sim: setup
-	@$(VPY) -m $(if $(NODES),nodekit.fleet --nodes $(NODES),nodekit.sim) --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) \
+	@$(VPY) -m $(if $(NODES),nodekit.sim.fleet --nodes $(NODES),nodekit.sim.simnode) --runtime $(RUNTIME) $(if $(CONFIG),--config $(CONFIG)) \
 	  $(if $(NODES),,$(if $(BOARD),--board $(BOARD)) $(if $(SENSOR),--sensor $(SENSOR)))
 
 test: setup system-test $(VENV)/.installed-test dashboard/dist/index.html
 	$(VPY) -m pytest -n $(TEST_JOBS) host_tests $(PYTEST_ARGS)
 
 # Kit options: TOOLS_PORT=8884 (TLS for the PC's tools, Home Assistant, mosquitto_sub), CLIENT_CERTS=1 (require_certificate), KEY_TYPE=ec, WS_TLS=0, HTTP_PORT=9080 (the
-# dashboard page over HTTPS when WS_TLS=1, nodekit/pageserver.py; 0: none), LOCAL_PORT=0 (no
+# dashboard page over HTTPS when WS_TLS=1, nodekit/broker/pageserver.py; 0: none), LOCAL_PORT=0 (no
 # localhost plaintext listener), RENEW=1 (new server certificate, same CA), NEW_CA=1,
 # a bridge: BRIDGE_HOST= BRIDGE_CA= [BRIDGE_PORT=8883 BRIDGE_USER= BRIDGE_PASSWORD_FILE=], NO_BRIDGE=1.
 broker: $(VENV)/.installed
-	@$(VPY) -m nodekit.kit broker --out $(OUT) $(if $(BROKER_HOST),--host $(BROKER_HOST)) --ips "$(BROKER_IPS)" \
+	@$(VPY) -m nodekit.broker.kit broker --out $(OUT) $(if $(BROKER_HOST),--host $(BROKER_HOST)) --ips "$(BROKER_IPS)" \
 	  --port $(PORT) --ws-port $(WS_PORT) $(if $(TOOLS_PORT),--tools-port $(TOOLS_PORT)) \
 	  $(if $(CLIENT_CERTS),--client-certs $(CLIENT_CERTS)) $(if $(KEY_TYPE),--key-type $(KEY_TYPE)) \
 	  $(if $(WS_TLS),--ws-tls $(WS_TLS)) $(if $(LOCAL_PORT),--local-port $(LOCAL_PORT)) \
@@ -100,24 +100,24 @@ $(DASHBOARD_PAGE): dashboard/node_modules/.package-lock.json dashboard/build.mjs
 	cd dashboard && node build.mjs
 
 dashboard: $(DASHBOARD_PAGE) $(VENV)/.installed
-	$(VPY) -m nodekit.dashboard --out $(OUT)
+	$(VPY) -m nodekit.broker.dashboard --out $(OUT)
 
 # The kit's Mosquitto on this machine, in the foreground (its ports checked first): try the Pi's set-up on a PC.
 broker-try: $(VENV)/.installed
-	@$(VPY) -m nodekit.kit try --out $(OUT)
+	@$(VPY) -m nodekit.broker.kit try --out $(OUT)
 
 # On the Pi, as root: install the kit beside the Pi's own Mosquitto set-up and restart Mosquitto.
 # DRY_RUN=1: list what would change, change nothing. ROOT=folder: a trial into that folder
 # (nothing restarted). broker-uninstall: put the Pi back as it was before the install.
 broker-install: $(VENV)/.installed
-	$(VPY) -m nodekit.install --out "$(OUT)" $(if $(ROOT),--root "$(ROOT)") $(if $(filter 1,$(DRY_RUN)),--dry-run)
+	$(VPY) -m nodekit.broker.install --out "$(OUT)" $(if $(ROOT),--root "$(ROOT)") $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 broker-uninstall: $(VENV)/.installed
-	$(VPY) -m nodekit.install --undo $(if $(ROOT),--root "$(ROOT)")
+	$(VPY) -m nodekit.broker.install --undo $(if $(ROOT),--root "$(ROOT)")
 
 node: $(VENV)/.installed
 	@test -n "$(ROOM)" || { echo "make node: give the room, e.g. make node ROOM=salon OUT=$(OUT)"; exit 2; }
-	$(VPY) -m nodekit.kit node --out "$(OUT)" --room '$(subst ','\'',$(value ROOM))' $(if $(BOARD),--board "$(BOARD)") $(if $(SENSOR),--sensor "$(SENSOR)")
+	$(VPY) -m nodekit.broker.kit node --out "$(OUT)" --room '$(subst ','\'',$(value ROOM))' $(if $(BOARD),--board "$(BOARD)") $(if $(SENSOR),--sensor "$(SENSOR)")
 
 doctor: $(VENV)/.installed .deps/umqtt/simple.py
 	@test -n "$(CONFIG)" || { echo "make doctor: give the node's config, e.g. make doctor CONFIG=kit/nodes/salon/config.json"; exit 2; }
@@ -127,34 +127,34 @@ doctor: $(VENV)/.installed .deps/umqtt/simple.py
 # in firmware/images/pins.json at its first download; a later one that differs is refused.
 # SHA256=<hash> checks against that hash (and pins it); IMAGE=file flashes a local image, checked the same way.
 firmware: $(VENV)/.installed
-	$(VPY) -m nodekit.flash firmware --board "$(BOARD)" $(if $(SHA256),--sha256 $(SHA256))
+	$(VPY) -m nodekit.board.flash firmware --board "$(BOARD)" $(if $(SHA256),--sha256 $(SHA256))
 
 flash: setup
-	@$(VPY) -m nodekit.flash flash --board "$(BOARD)" --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
+	@$(VPY) -m nodekit.board.flash flash --board "$(BOARD)" --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
 	  $(if $(SHA256),--sha256 $(SHA256)) $(if $(IMAGE),--image $(IMAGE)) $(if $(BAUD),--baud $(BAUD)) \
 	  $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
-# A board already running MicroPython (nodekit/deploy.py): .mpy for its MicroPython, only what changed,
+# A board already running MicroPython (nodekit/board/deploy.py): .mpy for its MicroPython, only what changed,
 # through safe mode. PY=1: lib/ as .py sources; MIP=1: umqtt.simple from micropython-lib (mpremote mip).
 .PHONY: deploy repl logs vboard
 deploy: $(VENV)/.installed .deps/umqtt/simple.py
-	@$(VPY) -m nodekit.deploy --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
+	@$(VPY) -m nodekit.board.deploy --port "$(SERIAL)" --config "$(or $(CONFIG),config.json)" \
 	  $(if $(filter 1,$(PY)),--py) $(if $(filter 1,$(MIP)),--mip)
 
 repl: $(VENV)/.installed
-	$(VPY) -m nodekit.deploy repl --port "$(SERIAL)"
+	$(VPY) -m nodekit.board.deploy repl --port "$(SERIAL)"
 
 logs: $(VENV)/.installed
-	$(VPY) -m nodekit.deploy logs --port "$(SERIAL)" $(if $(filter 1,$(RESET)),--reset)
+	$(VPY) -m nodekit.board.deploy logs --port "$(SERIAL)" $(if $(filter 1,$(RESET)),--reset)
 
 # The MicroPython VM behind a pseudo-terminal: VBOARD/port, VBOARD/fs (its files), VBOARD/hw (pins, Wi-Fi).
 vboard: $(VENV)/.installed
-	$(VPY) -m nodekit.vboard --dir "$(or $(VBOARD),.vboard)" $(if $(HEAP),--heap $(HEAP)) $(if $(BOARD),--board $(BOARD))
+	$(VPY) -m nodekit.sim.vboard --dir "$(or $(VBOARD),.vboard)" $(if $(HEAP),--heap $(HEAP)) $(if $(BOARD),--board $(BOARD))
 
 # One node for DURATION seconds with faults injected at random (not part of make test).
 DURATION ?= 3600
 soak: setup
-	$(VPY) -m nodekit.soak --duration $(DURATION) --runtime $(if $(filter cpython,$(RUNTIME)),cpython,micropython)
+	$(VPY) -m nodekit.sim.soak --duration $(DURATION) --runtime $(if $(filter cpython,$(RUNTIME)),cpython,micropython)
 
 # Figures against a real Mosquitto (about 12 minutes; QUICK=1: tiny sizes, into bench/quick/): bench/results.json,
 # bench/results.md, bench/*.png and the table on screen. Not part of make test.

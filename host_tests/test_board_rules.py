@@ -1,6 +1,6 @@
 """The simulated board keeps each port's hardware and Wi-Fi rules (MicroPython v1.28.0,
 ports/esp8266 and ports/esp32): a short script runs as board code (boot.py through
-nodekit/simboard/start.py, the board's own import order and stand-ins) under each runtime
+nodekit/sim/simboard/start.py, the board's own import order and stand-ins) under each runtime
 and each chip, and prints what the port would give."""
 import json
 import os
@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from nodekit import REPO, sim
+from nodekit import REPO
+from nodekit.sim import simnode
 
 
 def board_run(tmp_path, runtime, chip, code, hw=None, files=None, heap=None):
@@ -23,7 +24,7 @@ def board_run(tmp_path, runtime, chip, code, hw=None, files=None, heap=None):
     hw.mkdir(exist_ok=True)
     for name, text in (files or {}).items():
         (hw / name).write_text(text)
-    argv, env = sim.node_command(runtime, heap)
+    argv, env = simnode.node_command(runtime, heap)
     env = dict(os.environ, **env)
     env.update(NODE_REPO=str(repo), NODE_LIB=str(REPO / "lib"), SIMBOARD_DIR=str(hw), SIMBOARD_PORT=chip)
     p = subprocess.run(argv, cwd=hw, env=env, capture_output=True, text=True, timeout=60)
@@ -51,7 +52,7 @@ def test_watchdog_takes_what_the_port_takes(tmp_path, runtime, chip):
     out = lines(board_run(tmp_path, runtime, chip, """
         import machine
         tr("long", machine.WDT, timeout=60000)
-        tr("file", lambda: open("wdt").read())  # what nodekit/sim.py times the board by
+        tr("file", lambda: open("wdt").read())  # what nodekit/sim/simnode.py times the board by
         tr("id1", machine.WDT, 1, 5000)
         tr("zero", machine.WDT, timeout=0)
         tr("default", machine.WDT)
@@ -332,7 +333,7 @@ def test_no_tls_handshake_starts_that_axtls_cannot_finish(tmp_path, chip, how, f
     # axTLS allocates from the GC heap and crashes an ESP8266 when that fails
     # (ports/esp8266/posix_helpers.c); an ESP32's mbedTLS has the IDF heap. VM only: CPython
     # cannot be given a heap this small.
-    if not sim.micropython_path():
+    if not simnode.micropython_path():
         pytest.skip("the MicroPython VM is not available here")
     code = _FULL_HEAP.replace("FREE", str(free)).replace("HOW", repr(how))
     out = lines(board_run(tmp_path, "micropython", chip, code, heap=256 * 1024))

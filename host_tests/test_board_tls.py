@@ -6,9 +6,10 @@ import subprocess
 
 import pytest
 
-from nodekit import certs, sim
+from nodekit.broker import certs
+from nodekit.sim import simnode
 
-NO_MAIN_EXIT = 3  # nodekit/simboard/start.py: main.py returned
+NO_MAIN_EXIT = 3  # nodekit/sim/simboard/start.py: main.py returned
 
 
 def on_board(tmp_path, runtime, board, code):
@@ -17,7 +18,7 @@ def on_board(tmp_path, runtime, board, code):
     repo.mkdir()
     (repo / "boot.py").write_text(code)
     (repo / "main.py").write_text("")
-    argv, env = sim.node_command(runtime)
+    argv, env = simnode.node_command(runtime)
     env = dict(os.environ, **env)
     env.update(NODE_REPO=str(repo), SIMBOARD_PORT=board, SIMBOARD_DIR=str(tmp_path))
     p = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)

@@ -26,8 +26,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodekit import REPO, certs, install, kit, passwd
-from nodekit.broker import free_port
+from nodekit import REPO
+from nodekit.broker import certs, install, kit, passwd
+from nodekit.broker.mosquitto import free_port
 
 TIMEOUT = 15.0
 
@@ -627,7 +628,7 @@ def test_on_the_local_plaintext_port_wireshark_reads_the_node(broker, start_node
 
 # --- make broker, run again -------------------------------------------------------------
 def kit_cli(*args):
-    return subprocess.run([sys.executable, "-m", "nodekit.kit"] + list(args), cwd=str(REPO),
+    return subprocess.run([sys.executable, "-m", "nodekit.broker.kit"] + list(args), cwd=str(REPO),
                           capture_output=True, text=True, timeout=60)
 
 
@@ -681,7 +682,7 @@ def test_make_broker_twice_keeps_accounts_ca_and_acl(tmp_path):
 
 def test_new_ca_reissues_client_certificates(tmp_path):
     from cryptography.exceptions import InvalidSignature  # noqa: F401
-    from nodekit import certs
+    from nodekit.broker import certs
     out = str(tmp_path / "kit")
     kit.make_broker(out, host="localhost", client_certs=True)
     kit.add_node(out, "salon")
@@ -749,13 +750,13 @@ def test_a_port_already_taken_on_this_pc_is_named_with_what_to_do(tmp_path):
     port = held.getsockname()[1]
     try:
         out = str(tmp_path / "kit")
-        r = subprocess.run([sys.executable, "-m", "nodekit.kit", "broker", "--out", out, "--host", "localhost",
+        r = subprocess.run([sys.executable, "-m", "nodekit.broker.kit", "broker", "--out", out, "--host", "localhost",
                             "--port", str(free_port()), "--ws-port", "0", "--local-port", str(port)],
                            cwd=REPO, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert "port %d in use on this machine (LOCAL_PORT)" % port in r.stdout
         assert "make broker LOCAL_PORT=%d" % (port + 1) in r.stdout
-        r = subprocess.run([sys.executable, "-m", "nodekit.kit", "try", "--out", out], cwd=REPO,
+        r = subprocess.run([sys.executable, "-m", "nodekit.broker.kit", "try", "--out", out], cwd=REPO,
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and r.stderr.startswith("kit: port %d in use on this machine (LOCAL_PORT), so "
                                                           "Mosquitto could not listen there" % port), r.stderr

@@ -11,8 +11,10 @@ import time
 
 import pytest
 
-from nodekit import doctor, install, kit, sim
-from nodekit.broker import free_port
+from nodekit import doctor
+from nodekit.broker import install, kit
+from nodekit.sim import simnode
+from nodekit.broker.mosquitto import free_port
 
 CHRONYD = shutil.which("chronyd") or ("/usr/sbin/chronyd" if os.path.exists("/usr/sbin/chronyd") else None)
 NTP_1970 = 2208988800  # NTP seconds at 1970-01-01
@@ -121,12 +123,12 @@ def run_board_script(tmp_path, runtime, script, chip="esp32", cause="1", **env):
     board = tmp_path / ("board-%s" % runtime)
     board.mkdir(exist_ok=True)
     (board / "reset_cause").write_text(cause)
-    argv, extra = sim.node_command(runtime)
+    argv, extra = simnode.node_command(runtime)
     extra["NODE_REPO"] = str(repo)
     full = dict(os.environ, SIMBOARD_DIR=str(board), SIMBOARD_PORT=chip, SIMBOARD_RTC="unset", **extra)
     full.update(env)
     p = subprocess.run(argv, cwd=board, env=full, capture_output=True, text=True, timeout=60)
-    assert p.returncode == sim.NO_MAIN_EXIT, p.stdout + p.stderr
+    assert p.returncode == simnode.NO_MAIN_EXIT, p.stdout + p.stderr
     return p.stdout
 
 

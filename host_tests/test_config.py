@@ -7,7 +7,8 @@ import subprocess
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nodekit import REPO, sim
+from nodekit import REPO
+from nodekit.sim import simnode
 from node import config
 
 EXAMPLE = json.loads((REPO / "config.example.json").read_text())
@@ -122,7 +123,7 @@ def test_any_json_gives_a_config_or_one_clear_line(raw):
 
 
 def test_micropython_vm_agrees_with_cpython(tmp_path):
-    mp = sim.micropython_path()
+    mp = simnode.micropython_path()
     if not mp:
         pytest.skip("the MicroPython VM is not available here")
     script = tmp_path / "check.py"

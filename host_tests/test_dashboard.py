@@ -25,8 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from conftest import ctrl_c
-from nodekit import dashboard, install, kit
-from nodekit.broker import free_port, wait_port
+from nodekit.broker import dashboard, install, kit
+from nodekit.broker.mosquitto import free_port, wait_port
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements.txt)")
 expect = playwright.expect
@@ -373,7 +373,7 @@ def test_make_broker_try_serves_the_page_over_https_beside_mosquitto(tmp_path):
     s = kit.make_broker(out, host="localhost", port=free_port(), tools_port=free_port(), ws_port=free_port(),
                         http_port=free_port(), local_port=free_port(), bind="127.0.0.1")
     dashboard.write_page(os.path.join(out, kit.PAGE_DIR), s)
-    proc = subprocess.Popen([sys.executable, "-m", "nodekit.kit", "try", "--out", out], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "nodekit.broker.kit", "try", "--out", out], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         assert wait_port(s["http_port"], proc=proc) and wait_port(s["port"], proc=proc)

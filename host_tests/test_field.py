@@ -6,7 +6,7 @@ import re
 import signal
 import time
 
-from nodekit import sim
+from nodekit.sim import simnode
 
 
 def readings(w, n, timeout=20):
@@ -45,11 +45,11 @@ def test_wifi_drop_and_return(broker, start_node, runtime):
     w = broker.witness("maison/salon/valeur", "maison/salon/status")
     node = start_node(broker.node_config(period_s=0.3, payload="json"), runtime)
     readings(w, 1)
-    sim.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=False)
+    simnode.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=False)
     node.wait_log(r"wifi  link to 'maison' lost")
     node.wait_log(r"wifi  network not found \('maison'\); retrying in")
     node.wait_log(r"read  .* kept \(2 waiting\)")
-    sim.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=True)
+    simnode.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=True)
     node.wait_log(r"wifi  connected to 'maison'", timeout=40)
     node.wait_log(r"\(late, \d+ waiting\)", timeout=30)
     seqs = [r["seq"] for r in readings(w, 6)]
@@ -69,12 +69,12 @@ def test_commands_sent_while_away_are_applied_on_return(broker, start_node, runt
     w = broker.witness("maison/salon/led")
     node = start_node(broker.node_config(period_s=60), runtime)
     assert w.next("maison/salon/led")[1] == b"0"
-    sim.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=False)
+    simnode.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=False)
     node.wait_log(r"mqtt  disconnected: no Wi-Fi")
     time.sleep(0.5)
     w.publish("ctrlled", b"1")  # QoS 1, not retained: only the node's kept session holds it
     assert node.led_on() is False
-    sim.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=True)
+    simnode.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=True)
     node.wait_log(r"led   on \(ctrlled\)", timeout=40)
     assert node.led_on() is True
 
@@ -92,9 +92,9 @@ def test_a_retained_toggle_is_never_applied_and_a_retained_on_is(broker, start_n
     w.publish("ctrlled", b"1", retain=True)
     node.wait_log(r"led   on \(ctrlled\)")
     for n in (1, 2):  # reconnect twice: nothing applied again, nothing flipped
-        sim.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=False)
+        simnode.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=False)
         node.wait_log(r"(?s)(mqtt  disconnected: no Wi-Fi.*){%d}" % n)
-        sim.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=True)
+        simnode.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=True)
         node.wait_log(r"(?s)(resumed session.*){%d}" % n, timeout=40)
     time.sleep(1)
     assert node.led_on() is True

@@ -12,7 +12,9 @@ import threading
 
 import pytest
 
-from nodekit import REPO, certs, flash, kit
+from nodekit import REPO
+from nodekit.board import flash
+from nodekit.broker import certs, kit
 
 BOARDS = json.loads((REPO / "firmware" / "boards.json").read_text())
 
@@ -74,7 +76,7 @@ def test_dry_run_prints_the_checks_and_every_command(board, tmp_path, serial_por
     write = [l for l in out.splitlines() if "write-flash" in l]
     assert len(write) == 1 and write[0].endswith("%s %s" % (img["offset"], REPO / "firmware" / "images" / img["file"]))
     assert ("--flash-mode dout" in write[0]) == (board == "esp8266-dout")
-    assert "-m nodekit.deploy --port %s --config %s" % (port, cfg) in out
+    assert "-m nodekit.board.deploy --port %s --config %s" % (port, cfg) in out
     assert sent(master) == b""
 
 
@@ -227,7 +229,7 @@ def firmware(tmp_path, manifest, *args, ca=None):
     env = dict(os.environ, FIRMWARE_MANIFEST=str(manifest))
     if ca:
         env["SSL_CERT_FILE"] = str(ca / "ca.pem")
-    r = subprocess.run([sys.executable, "-m", "nodekit.flash", "firmware", "--board", "esp32",
+    r = subprocess.run([sys.executable, "-m", "nodekit.board.flash", "firmware", "--board", "esp32",
                         "--images", str(tmp_path / "images")] + list(args), cwd=REPO, capture_output=True,
                        text=True, env=env, timeout=120)
     return r.returncode, r.stdout, r.stderr

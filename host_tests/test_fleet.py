@@ -10,7 +10,8 @@ import sys
 import threading
 import time
 
-from nodekit import REPO, fleet
+from nodekit import REPO
+from nodekit.sim import fleet
 
 
 def _processes_mentioning(text):
@@ -78,8 +79,8 @@ def _run_until(argv, pattern, timeout, cwd=REPO):
 
 def test_make_sim_nodes_runs_a_fleet_and_ctrl_c_stops_everything(tmp_path):
     work = tmp_path / "sim"
-    # nodekit.fleet is what `make sim NODES=5` runs (through nodekit.sim); --work keeps it in tmp_path.
-    p, seen = _run_until([sys.executable, "-m", "nodekit.fleet", "--nodes", "5", "--work", str(work)],
+    # nodekit.sim.fleet is what `make sim NODES=5` runs (through nodekit.sim.simnode); --work keeps it in tmp_path.
+    p, seen = _run_until([sys.executable, "-m", "nodekit.sim.fleet", "--nodes", "5", "--work", str(work)],
                          "fleet: 5/5 nodes up", timeout=90)
     try:
         assert any("5 nodes up in" in line for line in seen), seen
@@ -95,7 +96,7 @@ def test_make_sim_nodes_runs_a_fleet_and_ctrl_c_stops_everything(tmp_path):
 
 
 def test_nodes_must_be_a_number():
-    r = subprocess.run([sys.executable, "-m", "nodekit.fleet", "--nodes", "lots"], cwd=REPO,  # make sim NODES=lots
+    r = subprocess.run([sys.executable, "-m", "nodekit.sim.fleet", "--nodes", "lots"], cwd=REPO,  # make sim NODES=lots
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr.strip() == "sim: NODES: expected a whole number of nodes, 1 or more, got 'lots'"
@@ -104,7 +105,7 @@ def test_nodes_must_be_a_number():
 
 def test_a_fleet_against_a_kits_broker_needs_its_accounts_installed(broker, tmp_path):
     cfg = broker.node_config("salon")
-    argv = [sys.executable, "-m", "nodekit.fleet", "--nodes", "3", "--config", str(cfg), "--work", str(tmp_path / "w")]
+    argv = [sys.executable, "-m", "nodekit.sim.fleet", "--nodes", "3", "--config", str(cfg), "--work", str(tmp_path / "w")]
     # The fleet's accounts are added to the kit, but this broker has not re-read its files.
     r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=90)
     assert r.returncode == 1, r.stdout + r.stderr

@@ -9,8 +9,9 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from nodekit import REPO, install, kit
-from nodekit.broker import Mosquitto, free_port
+from nodekit import REPO
+from nodekit.broker import install, kit
+from nodekit.broker.mosquitto import Mosquitto, free_port
 
 
 @pytest.fixture
@@ -139,7 +140,7 @@ def _pi_with(root, other):
 def test_the_kit_goes_beside_another_services_listener_and_undoes_cleanly(tmp_path, root, capsys):
     # Zigbee2MQTT's own listener and account, set per listener: the install adds the kit beside it,
     # both work, and the undo leaves every file of the Pi as it was.
-    from nodekit import passwd
+    from nodekit.broker import passwd
     other_pw = passwd.new_password()
     other_port = free_port()
     pwfile = os.path.join(root, "etc/mosquitto/other.passwd")
@@ -190,7 +191,7 @@ def test_an_earlier_install_that_replaced_mosquitto_conf_is_put_back(tmp_path, r
     conf = os.path.join(root, "etc/mosquitto/mosquitto.conf")
     os.rename(conf, conf + ".orig")
     with open(conf, "w") as f:  # what broker-install wrote before it installed beside
-        f.write("# Mosquitto configuration written by `make broker` (nodekit.kit). Regenerated on\nlistener 8883\n")
+        f.write("# Mosquitto configuration written by `make broker` (nodekit.broker.kit). Regenerated on\nlistener 8883\n")
     out = str(tmp_path / "kit")
     kit.make_broker(out, host="localhost")
     assert install.main(["--out", out, "--root", root, "--no-restart"]) == 0

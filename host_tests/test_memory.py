@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from nodekit import build, sim
+from nodekit.board import build
+from nodekit.sim import simnode
 from nodekit.bench import memory
 
 # Measured with `.venv/bin/python -m nodekit.bench.memory --board esp8266 --transport tls
@@ -33,11 +34,11 @@ MEMORY_FAILED = re.compile(r"MemoryError|memory allocation failed|out of memory"
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    if not sim.micropython_path():
+    if not simnode.micropython_path():
         pytest.skip("the MicroPython VM is not available here")
     d = tmp_path_factory.mktemp("mem")
     build.build(d / "lib")
-    return d / "lib", sim.compile_simboard(d / "hw")
+    return d / "lib", simnode.compile_simboard(d / "hw")
 
 
 @pytest.mark.timeout(120)

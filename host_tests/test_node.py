@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import DELETE
-from nodekit import certs
+from nodekit.broker import certs
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from nodekit import dbguard
+from nodekit.broker import dbguard
 
 
 def _retained(b, topic):

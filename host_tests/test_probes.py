@@ -72,14 +72,14 @@ def test_a_ds18b20_is_asked_ahead_and_found_again_when_it_comes_back(broker, sta
 
 
 def test_a_probe_needs_its_pin_and_a_dht_its_pace(broker):
-    from nodekit import nodeconfig
+    from nodekit import rules
 
     cfg = broker.node_config(sensor={"type": "ds18b20"})
     with pytest.raises(ValueError, match=r"sensor.pin: expected the GPIO its data wire is on, for a ds18b20"):
-        nodeconfig.check_file(cfg)
+        rules.check_file(cfg)
     cfg = broker.node_config("cuisine", period_s=1, sensor={"type": "dht22", "pin": 4}, board="esp32")
     with pytest.raises(ValueError, match=r"period_s: expected at least 2 s for a dht22, got 1"):
-        nodeconfig.check_file(cfg)
+        rules.check_file(cfg)
 
 
 def test_make_sim_with_a_dht22_shows_both_quantities_live(tmp_path, runtime, board):
@@ -91,7 +91,7 @@ def test_make_sim_with_a_dht22_shows_both_quantities_live(tmp_path, runtime, boa
 
     from nodekit import REPO
 
-    proc = subprocess.Popen([sys.executable, "-m", "nodekit.sim", "--sensor", "dht22", "--runtime", runtime,
+    proc = subprocess.Popen([sys.executable, "-m", "nodekit.sim.simnode", "--sensor", "dht22", "--runtime", runtime,
                              "--board", board],
                             cwd=str(REPO), env=dict(os.environ, SIM_DIR=str(tmp_path)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -113,21 +113,21 @@ def test_a_ds18b20_beside_tls_on_an_esp8266_is_refused(broker, start_node):
     # Measured: an ESP8266 with a DS18B20 has about 15.0 KB free at a TLS handshake, under what
     # axTLS needs. One line at start (and from make flash / make deploy), not a reset loop.
     # A DHT fits (17.0 KB) and is taken.
-    from nodekit import nodeconfig
+    from nodekit import rules
 
     refused = r"sensor.type: expected \"adc\", \"sim\", \"dht22\" or \"dht11\" on an ESP8266 over TLS"
     cfg = broker.node_config(period_s=2, sensor={"type": "ds18b20", "pin": 4})
     with pytest.raises(ValueError, match=refused):
-        nodeconfig.check_file(cfg)
+        rules.check_file(cfg)
     node = start_node(cfg, "micropython")
     node.wait_log("config: " + refused)
-    assert nodeconfig.check_file(broker.node_config("dht", period_s=2, sensor={"type": "dht22", "pin": 4}))
+    assert rules.check_file(broker.node_config("dht", period_s=2, sensor={"type": "dht22", "pin": 4}))
 
 
 def test_make_node_says_at_once_what_the_node_would_refuse_at_boot(tmp_path):
     import os
 
-    from nodekit import kit, passwd
+    from nodekit.broker import kit, passwd
 
     out = str(tmp_path / "kit")
     kit.make_broker(out, host="raspberrypi.local")

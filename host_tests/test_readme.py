@@ -26,7 +26,7 @@ def _readme_sample():
 
 def _sim(sim_dir, *args):
     # Its own process group, as a terminal's foreground job: Ctrl-C is os.killpg(SIGINT).
-    return subprocess.Popen([sys.executable, "-u", "-m", "nodekit.sim"] + list(args), cwd=REPO,
+    return subprocess.Popen([sys.executable, "-u", "-m", "nodekit.sim.simnode"] + list(args), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             env=dict(os.environ, SIM_DIR=str(sim_dir)))
 

@@ -1,8 +1,9 @@
 """The simulated board (make sim, SimNode) running the node from a ROMFS image, laid out as
-make deploy lays it on an ESP8266 with FLASH_2M_ROMFS firmware (nodekit.deploy.romfs_image)."""
+make deploy lays it on an ESP8266 with FLASH_2M_ROMFS firmware (nodekit.board.deploy.romfs_image)."""
 import pytest
 
-from nodekit import deploy, sim
+from nodekit.board import deploy
+from nodekit.sim import simnode
 
 VALUE = "maison/salon/valeur"
 
@@ -16,7 +17,7 @@ def decoy(tmp_path, name, package):
     return str(tmp_path / name)
 
 
-@pytest.mark.skipif(not sim.micropython_path(), reason="the MicroPython VM is not available here")
+@pytest.mark.skipif(not simnode.micropython_path(), reason="the MicroPython VM is not available here")
 def test_the_simulated_board_runs_the_node_from_a_romfs_image(broker, start_node, tmp_path):
     image = deploy.romfs_image(tmp_path / "node.romfs")
     cfg = broker.node_config("salon")
@@ -24,8 +25,8 @@ def test_the_simulated_board_runs_the_node_from_a_romfs_image(broker, start_node
     # lib/ (NODE_LIB), and where make sim finds umqtt.simple (NODE_PATH), hold modules that fail.
     env = {"SIMBOARD_ROMFS": str(image), "NODE_LIB": decoy(tmp_path, "lib", "node"),
            "NODE_PATH": decoy(tmp_path, "deps", "umqtt")}
-    # The simulated board compiled, as the bench runs it (sim.compile_simboard).
-    node = start_node(cfg, "micropython", env=env, hardware=sim.compile_simboard(tmp_path / "hw"))
+    # The simulated board compiled, as the bench runs it (simnode.compile_simboard).
+    node = start_node(cfg, "micropython", env=env, hardware=simnode.compile_simboard(tmp_path / "hw"))
     w.next(VALUE, timeout=30)
     node.wait_log(r"read  \S+ -> %s" % VALUE)
     assert "imported from files" not in node.log()

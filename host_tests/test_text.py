@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from nodekit import REPO, kit, passwd, sim
+from nodekit import REPO
+from nodekit.broker import kit, passwd
+from nodekit.sim import simnode
 from node import config as node_config
 from node import homeassistant
 
@@ -84,11 +86,11 @@ ROOMS = ["salon", "séjour", "Salle à manger", "chambre d'Élodie", "cuisine 2"
 
 
 def _vm(script):
-    mp = sim.micropython_path()
+    mp = simnode.micropython_path()
     if not mp:
         pytest.skip("the MicroPython VM is not available here")
     r = subprocess.run([mp, "-c", "import sys; sys.path[:0] = [%r, %r]\n" % (
-        str(REPO / "lib"), str(REPO / "nodekit" / "compat")) + script],
+        str(REPO / "lib"), str(REPO / "nodekit" / "sim" / "compat")) + script],
         capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=60)
     assert r.returncode == 0, r.stderr + r.stdout
     return r.stdout

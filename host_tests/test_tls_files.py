@@ -1,7 +1,7 @@
 """Certificate files named in the config: PEM or DER in, DER out, nonsense refused by key name."""
 import pytest
 
-from nodekit import certs
+from nodekit.broker import certs
 from node import tls
 
 

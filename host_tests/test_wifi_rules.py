@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from nodekit import doctor, sim
+from nodekit import doctor
+from nodekit.sim import simnode
 from node import config
 
 LOCAL_ADVICE = ("broker host 'raspberrypi.local' cannot resolve on an ESP8266 (no mDNS): put the Pi's "
@@ -44,11 +45,11 @@ def test_esp32_wifi_drop_lets_the_driver_rejoin(broker, start_node, runtime):
     w = broker.witness("maison/salon/valeur")
     node = start_node(broker.node_config(period_s=0.3, payload="json"), runtime, board="esp32")
     w.next("maison/salon/valeur")
-    sim.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=False)
+    simnode.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=False)
     node.wait_log(r"wifi  link to 'maison' lost \(.*\); the Wi-Fi driver is rejoining")
     node.wait_log(r"wifi  network not found \('maison'\); the Wi-Fi driver keeps trying")
     node.wait_log(r"read  .* kept \(2 waiting\)")
-    sim.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=True)
+    simnode.set_ap(node.sim.board_dir, "maison", "wifi-pw", up=True)
     node.wait_log(r"(?s)keeps trying.*wifi  connected to 'maison'", timeout=40)
     node.wait_log(r"(?s)keeps trying.*mqtt  connected to ", timeout=40)
     seq = json.loads(w.next("maison/salon/valeur", timeout=30)[1])["seq"]

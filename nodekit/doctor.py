@@ -29,7 +29,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties, VariableByteIntegers
 from paho.mqtt.reasoncodes import ReasonCode
 
-from nodekit import REPO, certs, nodeconfig
+from nodekit import REPO, rules
+from nodekit.broker import certs
 
 if str(REPO / "lib") not in sys.path:
     sys.path.insert(0, str(REPO / "lib"))
@@ -601,7 +602,7 @@ def report_probe(r, cfg, ident, res, login_rc):
         return
     denied = [(t, c) for t, c in res["publish"] if c >= 0x80]
     if denied:
-        # The kit's acl lines that allow them (nodekit/kit.py render_acl: each topic exactly).
+        # The kit's acl lines that allow them (nodekit/broker/kit.py render_acl: each topic exactly).
         need = dict.fromkeys(t for t, _ in denied)
         r.fail("publish", "the broker refuses %s publishing on %s (PUBREC %s): the node's messages there would "
                "vanish without an error (MQTT 3.1.1 acknowledges them anyway); its acl needs `topic write "
@@ -707,7 +708,7 @@ def doctor(path, out=None):
     r = Report(out or sys.stdout)
     step = "config"
     try:
-        platform = nodeconfig.platform_of(path)
+        platform = rules.platform_of(path)
         cfg, files, ctx, ident = check_config(r, path, platform)
         m = cfg["mqtt"]
         step = "name"

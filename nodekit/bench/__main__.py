@@ -19,7 +19,8 @@ import tempfile
 import threading
 import time
 
-from nodekit import REPO, sim
+from nodekit import REPO
+from nodekit.sim import simnode
 from nodekit.bench import cadence, latency, memory, report, startup, wire
 from nodekit.bench.rig import BenchError, Rig
 
@@ -46,7 +47,7 @@ def environment():
             return (r.stdout or r.stderr).strip().splitlines()[0]
         except (OSError, IndexError, subprocess.TimeoutExpired):
             return None
-    mp = sim.micropython_path()
+    mp = simnode.micropython_path()
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": "%s, %d cores" % (platform.machine(), os.cpu_count()), "system": platform.platform(),
             "cpython": platform.python_version(),
@@ -143,7 +144,7 @@ def main(argv=None):
                                   "--quick, so a quick run never replaces the full run's results)")
     ap.add_argument("--no-fleet", action="store_true", help="leave out the fleet benchmark")
     a = ap.parse_args(argv)
-    if not sim.micropython_path():
+    if not simnode.micropython_path():
         print("bench: micropython: the MicroPython VM is not installed (make setup)", file=sys.stderr)
         return 1
     for tool in ("mosquitto", "tshark", "ss"):

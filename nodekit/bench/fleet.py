@@ -1,7 +1,7 @@
 """Fleet benchmark: the largest number of simulated TLS nodes this machine sustains at the
 5 s period, with no reading lost and 99 % of them delivered within 100 ms.
 
-The fleet (nodekit.fleet: real board code, one process and one kit account per node,
+The fleet (nodekit.sim.fleet: real board code, one process and one kit account per node,
 TLS, one local Mosquitto) grows in steps; at each step every node has delivered a
 reading, then a window of a few periods is measured: readings due in it that never
 arrived (sequence numbers), how late the others arrived (from each node's fixed
@@ -19,8 +19,8 @@ import sys
 import tempfile
 import time
 
-from nodekit import fleet as fl
-from nodekit import kit
+from nodekit.sim import fleet as fl
+from nodekit.broker import kit
 
 STEPS = (100, 250, 500, 1000, 1500, 2000)
 QUICK_STEPS = (10, 25)

@@ -7,7 +7,7 @@ mode). The node passes at N when it connects, delivers 3 readings, applies a com
 echoes it, delivers 3 more readings, is still running, and never printed a MemoryError (the
 node survives them; passing means it never needed to). bare.py passes when it has published
 its message and ended normally. The code is laid out as `make deploy` lays it on that board:
-.mpy files (nodekit.build), or a ROMFS image when the ESP8266 profile has one and the
+.mpy files (nodekit.board.build), or a ROMFS image when the ESP8266 profile has one and the
 simulated board can mount it.
 
 Steady free heap: the node publishes gc.mem_free() after gc.collect() in its stats
@@ -17,7 +17,7 @@ with, ports/esp32/mpconfigport.h). On the ESP8266 the VM's heap is then trimmed 
 boot.py starts with no more free than the board's ~35 KB (board_heap()).
 
 The simulated board (start script, machine, network, the port's stand-ins) is compiled to
-.mpy (sim.compile_simboard) so its code is not compiled in the heap, but its modules still
+.mpy (simnode.compile_simboard) so its code is not compiled in the heap, but its modules still
 hold heap that a board keeps in firmware: measured once (`sim_residual`), shown beside, and
 subtracted in the columns that say "board estimate".
 
@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 
-from nodekit import sim
+from nodekit.sim import simnode
 
 MEMORY_FAILED = re.compile(r"MemoryError|memory allocation failed|out of memory")
 
@@ -53,7 +53,7 @@ PROFILES = (
 
 
 def _run_vm(code, heap=None, env=None, timeout=30):
-    argv = [sim.micropython_path()] + (["-X", "heapsize=%d" % heap] if heap else []) + ["-c", code]
+    argv = [simnode.micropython_path()] + (["-X", "heapsize=%d" % heap] if heap else []) + ["-c", code]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
     return r.stdout.split()
 
@@ -75,7 +75,7 @@ def binary():
                  % ("64-bit" if bits64 else "32-bit"))
     else:
         where = "%s, TLS %s" % ("64-bit" if bits64 else "32-bit", engine)
-    return {"path": sim.micropython_path(), "bits": 64 if bits64 else 32, "tls": engine, "version": out[2],
+    return {"path": simnode.micropython_path(), "bits": 64 if bits64 else 32, "tls": engine, "version": out[2],
             "says": where}
 
 
@@ -115,15 +115,15 @@ def board_heap(hardware, chip, heap, residual, free_at_boot):
 
 
 def romfs_support():
-    """The function that builds the node's ROMFS image (nodekit/deploy.py romfs_image(out),
+    """The function that builds the node's ROMFS image (nodekit/board/deploy.py romfs_image(out),
     what make deploy writes to an ESP8266's ROM partition) when the simulated board can mount
-    one (SIMBOARD_ROMFS, nodekit/simboard/start.py), else None: the ESP8266 profile is then
+    one (SIMBOARD_ROMFS, nodekit/sim/simboard/start.py), else None: the ESP8266 profile is then
     measured from .mpy files."""
     try:
-        from nodekit import deploy
+        from nodekit.board import deploy
     except ImportError:
         return None
-    start = (sim.SIMBOARD / "start.py").read_text()
+    start = (simnode.SIMBOARD / "start.py").read_text()
     fn = getattr(deploy, "romfs_image", None)
     return fn if callable(fn) and "SIMBOARD_ROMFS" in start else None
 

@@ -1,6 +1,6 @@
 """What every measurement of `make bench` stands on: one broker kit and the real Mosquitto
 running it (TLS port and plaintext localhost port), node configs written through the kit,
-simulated boards (nodekit.sim.SimNode) for the node and for the scripts in bench/, an
+simulated boards (nodekit.sim.simnode.SimNode) for the node and for the scripts in bench/, an
 independent paho-mqtt client that watches and commands, and tshark captures on `lo`.
 """
 import contextlib
@@ -19,8 +19,11 @@ import time
 
 import paho.mqtt.client as paho
 
-from nodekit import REPO, build, kit, sim
-from nodekit.broker import Mosquitto, free_port
+from nodekit import REPO
+from nodekit.board import build
+from nodekit.broker import kit
+from nodekit.sim import simnode
+from nodekit.broker.mosquitto import Mosquitto, free_port
 
 SCRIPTS = REPO / "bench"  # naive.py and bare.py: MicroPython scripts run as a board's main
 
@@ -118,7 +121,7 @@ class Board:
         if self.pin_log:
             env["SIMBOARD_PIN_LOG"] = str(self.pin_log)
         path = [str(REPO / ".deps")]
-        if lib:  # a compiled lib/ and umqtt (nodekit.build): the node runs from .mpy
+        if lib:  # a compiled lib/ and umqtt (nodekit.board.build): the node runs from .mpy
             env["NODE_LIB"] = str(lib)
             path = [str(lib)]
         if script:  # bench/<script>.py (or its .mpy in lib) as the board's main
@@ -134,7 +137,7 @@ class Board:
         self.t_start = time.perf_counter()
         # hw_mpy: the simulated machine and network modules compiled, as a board has them in
         # firmware, so their compilation does not weigh on the node's heap.
-        self.sim = sim.SimNode(cfg_path, self.dir, runtime, heap=heap, output=self._out, env=env,
+        self.sim = simnode.SimNode(cfg_path, self.dir, runtime, heap=heap, output=self._out, env=env,
                                hardware=rig.hardware() if hw_mpy else None).start()
 
     def log(self):
@@ -192,7 +195,7 @@ class Rig:
         self.watcher = Watcher(self)
         self.boards = []
         self._lib = None
-        self._twins = None  # the frozen stand-ins the VM has in its own image (sim.frozen_twins)
+        self._twins = None  # the frozen stand-ins the VM has in its own image (simnode.frozen_twins)
 
     def configs(self, rooms, **common):
         """Write one config per room through the kit (one broker reload for all); returns
@@ -273,9 +276,9 @@ class Rig:
         """The simulated board (start script, hardware and frozen stand-ins) compiled to .mpy."""
         try:
             if self._twins is None:
-                self._twins = sim.frozen_twins()
-            return sim.compile_simboard(self.root / "hardware", skip=self._twins)
-        except sim.SimError as e:
+                self._twins = simnode.frozen_twins()
+            return simnode.compile_simboard(self.root / "hardware", skip=self._twins)
+        except simnode.SimError as e:
             raise BenchError(str(e))
 
     def board(self, cfg_path, runtime, name, **kw):

@@ -4,7 +4,7 @@
 # 32-bit build's small int; extmod/modtime.c), about every 12.4 days; the 64-bit VM's
 # wraps at 2**62, never in practice, which would hide every wrong ticks sum. Set
 # $SIMBOARD_TICKS_START (ms) to power the board on just before the wrap.
-# (nodekit/compat/__init__.py does the same under CPython.)
+# (nodekit/sim/compat/__init__.py does the same under CPython.)
 from utime import *  # noqa: F401,F403
 import os
 import utime as _t

@@ -1,11 +1,11 @@
 """The dashboard page in a broker kit (make dashboard OUT=kit).
 
-    python -m nodekit.dashboard --out kit
+    python -m nodekit.broker.dashboard --out kit
 
 `make dashboard` bundles dashboard/ into dashboard/dist (npm, esbuild); this copies
 those files into the kit's www/ folder, next to settings.json: where the page finds MQTT
 (the WebSockets port, TLS or not, and the names the broker's certificate carries). Nothing
-in www/ is secret. With WS_TLS (the default) nodekit/pageserver.py serves www/ over HTTPS on
+in www/ is secret. With WS_TLS (the default) nodekit/broker/pageserver.py serves www/ over HTTPS on
 HTTP_PORT, with the broker's certificate; with WS_TLS=0 Mosquitto serves it in clear (http_dir).
 """
 import argparse
@@ -14,15 +14,16 @@ import os
 import shutil
 import sys
 
-from nodekit import REPO, settings
+from nodekit import REPO
+from nodekit.broker import settings
 
 DIST = REPO / "dashboard" / "dist"
 SETTINGS = "settings.json"
-PAGE_DIR = "www"  # the page's folder in a kit (nodekit/pageserver.py serves it): make dashboard fills it
+PAGE_DIR = "www"  # the page's folder in a kit (nodekit/broker/pageserver.py serves it): make dashboard fills it
 
 
 def page_listener(s):
-    """The port of the HTTPS server of the dashboard page (nodekit/pageserver.py), or None.
+    """The port of the HTTPS server of the dashboard page (nodekit/broker/pageserver.py), or None.
 
     With WS_TLS on, the page cannot come from the wss listener: Mosquitto 2.0.11's http_dir
     on a TLS WebSockets listener answers browsers with an HTTP/2 protocol error (Chromium:

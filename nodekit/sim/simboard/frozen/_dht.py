@@ -1,4 +1,4 @@
-# The simulated board's machine.dht_readinto (nodekit/simboard/machine.py hands on to this):
+# The simulated board's machine.dht_readinto (nodekit/sim/simboard/machine.py hands on to this):
 # drivers/dht/dht.c's protocol as the node sees it, from the board state files. Apart from
 # machine.py so that a board with no DHT never loads it.
 import time

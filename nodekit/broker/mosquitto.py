@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from nodekit import dbguard
+from nodekit.broker import dbguard
 
 
 _GIVEN = set()  # ports already handed out by this process
@@ -127,7 +127,7 @@ class Mosquitto:
 
 
 class PageServer:
-    """The dashboard page over HTTPS (nodekit/pageserver.py) from a kit's folder, as the Pi's
+    """The dashboard page over HTTPS (nodekit/broker/pageserver.py) from a kit's folder, as the Pi's
     maison-dashboard service runs it: www/ with the kit's server certificate, on `port`.
     log_path None: its lines go to this terminal (make broker-try)."""
 

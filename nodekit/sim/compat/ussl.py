@@ -49,7 +49,7 @@ def wrap_socket(sock, server_side=False, key=None, cert=None, cert_reqs=CERT_NON
 
 # --- TLS over a MicroPython-style stream (what the VM's tls.SSLContext.wrap_socket does
 # with any stream object): used by the ESP8266 profile's axTLS stand-in
-# (nodekit/simboard/axtls.py), which must see every TLS record header on the wire.
+# (nodekit/sim/simboard/axtls.py), which must see every TLS record header on the wire.
 _AGAIN = object()
 
 
@@ -122,7 +122,7 @@ class _BioStream(Reader):
 
 def wrap_stream(stream, server_hostname=None, ciphers=None, cert=None, key=None, tls12=False):
     """TLS client over `stream` (readinto/write/setblocking/close), handshake done, never
-    verifying the server: the ESP8266 port's axTLS cannot (nodekit/simboard/axtls.py).
+    verifying the server: the ESP8266 port's axTLS cannot (nodekit/sim/simboard/axtls.py).
     ciphers: OpenSSL names; tls12: no TLS 1.3 (whose suites set_ciphers cannot limit)."""
     ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False

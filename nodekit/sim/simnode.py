@@ -3,9 +3,9 @@
     make sim                                   a local broker kit + one node
     make sim CONFIG=kit/nodes/salon/config.json   a node against the broker that config names
     make sim RUNTIME=micropython               the same files in the MicroPython VM
-    make sim NODES=200                         a fleet of 200 nodes (nodekit/fleet.py, which the Makefile runs)
+    make sim NODES=200                         a fleet of 200 nodes (nodekit/sim/fleet.py, which the Makefile runs)
 
-The simulated board (nodekit/simboard) stands in for the hardware only; the
+The simulated board (nodekit/sim/simboard) stands in for the hardware only; the
 sockets, TLS and MQTT are real. A board reset (machine.reset) restarts the node.
 """
 import argparse
@@ -18,9 +18,10 @@ import subprocess
 import sys
 import time
 
-from nodekit import REPO, broker, kit, nodeconfig
+from nodekit import REPO, rules
+from nodekit.broker import mosquitto, kit
 
-SIMBOARD = REPO / "nodekit" / "simboard"
+SIMBOARD = pathlib.Path(__file__).resolve().parent / "simboard"
 RESET_EXIT = 75      # simboard/machine.py
 NO_MAIN_EXIT = 3     # simboard/start.py: main.py returned (a board would sit at the REPL)
 RUNTIMES = ("cpython", "micropython")
@@ -35,7 +36,7 @@ class SimError(Exception):
 def board_chip(board):
     """The chip whose port a board profile (firmware/boards.json) or chip name runs."""
     try:
-        return nodeconfig.board_chip(board)
+        return rules.board_chip(board)
     except ValueError as e:
         raise SimError(str(e))
 
@@ -92,7 +93,7 @@ def compile_simboard(dest, skip=()):
     .mpy in dest, as a board has those modules in firmware: their compiling then takes none
     of the heap that the node is measured or squeezed in. skip: frozen stand-ins left out (the
     binary freezes them itself, frozen_twins()). Returns dest."""
-    from nodekit import build
+    from nodekit.board import build
 
     dest = pathlib.Path(dest)
     for src in sorted(SIMBOARD.rglob("*.py")):
@@ -117,7 +118,7 @@ def node_command(runtime, heap=None, hardware=None):
     env = {"NODE_REPO": str(REPO), "NODE_PATH": os.environ.get("UMQTT_PATH") or str(REPO / ".deps")}
     if runtime == "cpython":
         env["PYTHONPATH"] = str(REPO)
-        return [sys.executable, "-u", "-m", "nodekit.cpython_board"], env
+        return [sys.executable, "-u", "-m", "nodekit.sim.cpython_board"], env
     if runtime == "micropython":
         mp = micropython_path()
         if not mp:
@@ -283,8 +284,8 @@ class SimNode:
 def local_kit(workdir, room="salon", sensor="sim", board=None):
     """A broker kit for this PC on free loopback ports, and one node's config."""
     out = str(pathlib.Path(workdir) / "kit")
-    kit.make_broker(out, host="localhost", port=broker.free_port(), tools_port=broker.free_port(), ws_port=broker.free_port(), ws_tls=False,
-                    local_port=broker.free_port(), bind="127.0.0.1")
+    kit.make_broker(out, host="localhost", port=mosquitto.free_port(), tools_port=mosquitto.free_port(), ws_port=mosquitto.free_port(), ws_tls=False,
+                    local_port=mosquitto.free_port(), bind="127.0.0.1")
     cfg_path = kit.add_node(out, room, wifi_ssid="maison", wifi_password="sim-wifi", sensor=sensor,
                             board=board if sensor in kit.PROBES else None)
     return out, cfg_path
@@ -324,11 +325,11 @@ def main(argv=None):
             if not cfg_path.exists():
                 raise SimError("CONFIG: %s does not exist" % a.config)
         else:
-            if not broker.mosquitto_path():
+            if not mosquitto.mosquitto_path():
                 raise SimError("mosquitto is not installed (make setup installs it as root, or: sudo apt-get install mosquitto mosquitto-clients)")
             out, cfg_path = local_kit(work, sensor=a.sensor, board=a.board)
             s = kit.load_settings(out)
-            mosq = broker.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(work / "mosquitto.log"),
+            mosq = mosquitto.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(work / "mosquitto.log"),
                                      plain_port=s["local_port"]).start()
             with open(cfg_path) as f:
                 _print_commands(out, json.load(f))

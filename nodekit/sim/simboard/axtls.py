@@ -4,7 +4,7 @@
 # (lib/axtls at 531cab9c, built by ports/esp8266/Makefile with -DRT_MAX_PLAIN_LENGTH=1024
 # -DRT_EXTRA=4096). Installed as sys.modules["ssl"] and ["tls"] by _port.install().
 #
-# The TLS is real: the VM's mbedTLS `tls` or, under CPython, OpenSSL (nodekit/compat/ussl.py),
+# The TLS is real: the VM's mbedTLS `tls` or, under CPython, OpenSSL (nodekit/sim/compat/ussl.py),
 # held to what axTLS does. Between the raw socket and that engine sits _Wire, which reads
 # the stream record by record as axTLS's basic_read() does (5-byte header, then the body)
 # and so applies axTLS's buffer limit to each record header the broker sends.
@@ -17,7 +17,7 @@ if _MP:
 
     _Base = _io.IOBase  # a Python IOBase with readinto/write/ioctl is a stream to native code (py/modio.c)
 else:
-    import ussl as _engine  # nodekit/compat/ussl.py
+    import ussl as _engine  # nodekit/sim/compat/ussl.py
 
     _Base = object
 

@@ -1,7 +1,7 @@
 """The broker kit: everything the Pi's Mosquitto needs, in one folder.
 
-    python -m nodekit.kit broker --host raspberrypi.local --out kit       (make broker)
-    python -m nodekit.kit node --room salon --out kit                     (make node)
+    python -m nodekit.broker.kit broker --host raspberrypi.local --out kit       (make broker)
+    python -m nodekit.broker.kit node --room salon --out kit                     (make node)
 
 The folder holds a private CA, the server certificate, mosquitto.conf, the
 password and ACL files, dashboard.json, nodes/<room>/config.json and www/ (the
@@ -26,10 +26,11 @@ import sys
 
 from cryptography.exceptions import InvalidSignature
 
-from nodekit import REPO, certs, dashboard, passwd
-from nodekit.dashboard import PAGE_DIR, page_listener  # noqa: F401 (kit.PAGE_DIR, kit.page_listener)
-from nodekit.nodeconfig import node_config, platform_of_board
-from nodekit.settings import BRIDGE_SECRET, DEFAULTS, KIT_FILE, load_settings  # noqa: F401
+from nodekit import REPO
+from nodekit.broker import certs, dashboard, passwd
+from nodekit.broker.dashboard import PAGE_DIR, page_listener  # noqa: F401 (kit.PAGE_DIR, kit.page_listener)
+from nodekit.rules import node_config, platform_of_board
+from nodekit.broker.settings import BRIDGE_SECRET, DEFAULTS, KIT_FILE, load_settings  # noqa: F401
 
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
@@ -138,7 +139,7 @@ def render_conf(out, s, user=None):
     # Where a client may pick its own id, no node account logs in: else node A could take node B's
     # id, throw B off in a loop and take its session and queued commands.
     tools_accounts = ["allow_anonymous false", "password_file %s" % _p(out, TOOLS_PASSWD), acl]
-    lines = ["# Mosquitto configuration written by `make broker` (nodekit.kit). Regenerated on",
+    lines = ["# Mosquitto configuration written by `make broker` (nodekit.broker.kit). Regenerated on",
              "# every run: change the kit's settings with make, not here.",
              # Each listener its own accounts: the nodes' port takes every account but fixes each
              # client's id to its account's name, the others take no node account.
@@ -191,7 +192,7 @@ def render_conf(out, s, user=None):
         else:  # the page and its MQTT on one plain port: everything in clear (make broker WS_TLS=0)
             lines.append("http_dir %s" % _p(out, PAGE_DIR))
         lines.append("")
-    # With WS_TLS, the page comes over HTTPS on HTTP_PORT from nodekit/pageserver.py, not from Mosquitto.
+    # With WS_TLS, the page comes over HTTPS on HTTP_PORT from nodekit/broker/pageserver.py, not from Mosquitto.
     b = s["bridge"]
     if b:
         # Out only: the remote gets a copy, nothing it publishes comes back to the nodes. A fixed
@@ -219,7 +220,7 @@ NODE_TOPICS = ("valeur", "humidite", "status", "led", "stats")  # maison/<room>/
 
 
 def render_acl(s):
-    lines = ["# Who may do what, written by nodekit.kit from kit.json. Nobody else gets anything.",
+    lines = ["# Who may do what, written by nodekit.broker.kit from kit.json. Nobody else gets anything.",
              "# Everyone may read the broker's version (make doctor checks it). Mosquitto warns at start",
              "# that this pattern has no %c or %u: on purpose, it is the same topic for every account.",
              "pattern read $SYS/broker/version", "",
@@ -228,7 +229,7 @@ def render_acl(s):
              # Home Assistant: what its MQTT integration needs, and no more (no ctrlled, no $SYS)
              "user %s" % HOMEASSISTANT, "topic read maison/#", "topic read homeassistant/#",
              "topic write maison/+/led/set", ""]
-    from nodekit import nodeconfig  # noqa: F401  (puts the board's lib/ on sys.path)
+    from nodekit import rules  # noqa: F401  (puts the board's lib/ on sys.path)
     from node.homeassistant import PREFIX, object_id
 
     for room in s["nodes"]:
@@ -339,16 +340,16 @@ def try_here(out):
     busy = busy_ports(s)
     if busy:
         raise KitError(busy_text(busy))
-    from nodekit import broker
+    from nodekit.broker import mosquitto
 
     print("kit: Mosquitto with %s on this machine (Ctrl-C stops it). In another terminal:\n\n  %s\n"
           % (_p(out, "mosquitto.conf"), "\n  ".join(client_lines(out, "here"))), flush=True)
     # The dashboard page over HTTPS beside it, as the Pi's maison-dashboard service serves it.
-    page = broker.PageServer(out, page_listener(s), s["bind"], s["host"], www=PAGE_DIR) if page_listener(s) else None
+    page = mosquitto.PageServer(out, page_listener(s), s["bind"], s["host"], www=PAGE_DIR) if page_listener(s) else None
     if page:
         page.start()
     try:
-        return _foreground([broker.mosquitto_path(), "-c", _p(out, "mosquitto.conf")])
+        return _foreground([mosquitto.mosquitto_path(), "-c", _p(out, "mosquitto.conf")])
     finally:
         if page:
             page.stop()

@@ -30,18 +30,19 @@ import subprocess
 import sys
 import time
 
-from nodekit import REPO, dashboard, kit
+from nodekit import REPO
+from nodekit.broker import dashboard, kit
 
 GUARD = "usr/local/sbin/mosquitto-db-guard"
 PAGE = "usr/local/share/maison-dashboard"  # the dashboard page (maison-dashboard.service; WS_TLS=0: http_dir): nothing secret
 DROPIN = "etc/systemd/system/mosquitto.service.d/maison.conf"
-# The dashboard page over HTTPS (nodekit/pageserver.py, standard library only) as its own service
+# The dashboard page over HTTPS (nodekit/broker/pageserver.py, standard library only) as its own service
 PAGE_SERVER = "usr/local/lib/maison-kit/pageserver.py"
 PAGE_UNIT = "etc/systemd/system/maison-dashboard.service"
 # The nodes' time server (their ntp.host defaults to the broker's host). Debian's and Raspberry
 # Pi OS's chrony.conf read this folder (`confdir /etc/chrony/conf.d`).
 CHRONY_DROPIN = "etc/chrony/conf.d/maison.conf"
-CHRONY_CONF = """# make broker-install: serve time to the nodes on the LAN (nodekit/install.py).
+CHRONY_CONF = """# make broker-install: serve time to the nodes on the LAN (nodekit/broker/install.py).
 # An ESP32 node checks the broker's certificate dates, and after a power cut its clock
 # reads 2000 until it gets the time from here.
 # Only private (LAN) addresses, and this host itself.
@@ -376,7 +377,7 @@ def install(kit_dir, root="/", restart=True, dry_run=False):
     elif not source:  # no file of the Pi's own (a trial folder): one that reads conf.d, as Debian's does
         p.put(main, "include_dir %s\n" % os.path.join(root, CONF_D), 0o644, 0, text=True)
     p.put(os.path.join(root, KIT_CONF), kit_conf(root, s, theirs), 0o640, gid, text=True)
-    p.put(os.path.join(root, GUARD), str(REPO / "nodekit" / "dbguard.py"), 0o755, 0)
+    p.put(os.path.join(root, GUARD), str(REPO / "nodekit" / "broker" / "dbguard.py"), 0o755, 0)
     p.put(os.path.join(root, DROPIN),
           "[Service]\n# A power cut must not leave a broker that refuses to start, nor a full disk a broker\n"
           "# that comes back with an old state: room is set aside at start and freed for the last save.\n"
@@ -393,7 +394,7 @@ def install(kit_dir, root="/", restart=True, dry_run=False):
             _kit_file(www, name)  # refused now, before anything is written
         p.notes.append("fill    %s/ (the dashboard page)" % os.path.join(root, PAGE))
     if kit.page_listener(s):
-        p.put(os.path.join(root, PAGE_SERVER), str(REPO / "nodekit" / "pageserver.py"), 0o644, 0)
+        p.put(os.path.join(root, PAGE_SERVER), str(REPO / "nodekit" / "broker" / "pageserver.py"), 0o644, 0)
         p.put(os.path.join(root, PAGE_UNIT), page_unit(root, s), 0o644, 0, text=True)
     if not any(o in ("listener", "port") for _, o, _ in theirs):
         p.notes.append("note    Mosquitto's default listener (localhost:1883, anonymous, on only while no "

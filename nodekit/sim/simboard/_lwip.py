@@ -1,7 +1,7 @@
 # The simulated board's `socket` (and `usocket`): this runtime's sockets, with the port's
 # name resolution. _port.install() puts it in place: in the MicroPython VM as
 # sys.modules["socket"] and ["usocket"] (umqtt.simple 1.3.4 imports usocket, newer
-# versions socket); under CPython it only wraps nodekit/compat/usocket.py's getaddrinfo,
+# versions socket); under CPython it only wraps nodekit/sim/compat/usocket.py's getaddrinfo,
 # so CPython's own socket module stays the standard library's.
 #
 # ESP8266 (extmod/modlwip.c lwip_getaddrinfo): plain DNS through lwIP, no mDNS (ports/esp8266

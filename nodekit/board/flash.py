@@ -192,13 +192,13 @@ def plan(board, port, config, image_path=None, images=IMAGES, baud=None):
         "detect": _esptool() + ["--port", port, "chip-id"],
         "erase": _esptool() + ["--chip", image["chip"], "--port", port, "--baud", baud, "erase-flash"],
         "write": _esptool() + ["--chip", image["chip"], "--port", port, "--baud", baud] + write,
-        "deploy": [sys.executable, "-m", "nodekit.deploy", "--port", port, "--config", str(config)],
+        "deploy": [sys.executable, "-m", "nodekit.board.deploy", "--port", port, "--config", str(config)],
     }
 
 
 def check_config(path):
     """The config the node will get, checked by the node's own validation before anything is erased."""
-    from nodekit.nodeconfig import check_file
+    from nodekit.rules import check_file
     try:
         check_file(path)
     except ValueError as e:

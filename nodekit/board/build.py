@@ -4,7 +4,7 @@ A board that imports a big .py compiles it in RAM first (the ESP8266's MemoryErr
 import); a .mpy is bytecode ready to load. `make deploy` copies what this writes, and the
 benchmarks run the node from it.
 
-    python -m nodekit.build [--out build/lib] [--mpy-cross PATH]
+    python -m nodekit.board.build [--out build/lib] [--mpy-cross PATH]
 """
 import argparse
 import pathlib
@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from nodekit import REPO
-from nodekit.deps import UMQTT_FILE
+from nodekit.board.deps import UMQTT_FILE
 
 LIB = REPO / "lib"
 

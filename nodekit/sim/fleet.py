@@ -4,7 +4,7 @@
     make sim NODES=200 CONFIG=kit/nodes/salon/config.json   200 nodes against that kit's broker
 
 Each node is the real board code (boot.py, main.py, lib/node) in its own
-process with its own simulated board (nodekit.sim.SimNode), its own room
+process with its own simulated board (nodekit.sim.simnode.SimNode), its own room
 (fleet0001, fleet0002, ...) and its own account from the kit, over TLS. A
 witness (the kit's dashboard account) subscribes to maison/+/valeur and, from
 the readings' sequence numbers and the nodes' fixed schedule, counts readings
@@ -24,7 +24,10 @@ import time
 
 import paho.mqtt.client as paho
 
-from nodekit import REPO, broker, build, kit, sim
+from nodekit import REPO
+from nodekit.board import build
+from nodekit.broker import mosquitto, kit
+from nodekit.sim import simnode
 
 ROOM_PREFIX = "fleet"
 PERIOD_S = 5
@@ -86,9 +89,9 @@ def add_accounts(out, n, start=0, period_s=PERIOD_S):
 def local_broker(work):
     """A broker kit on free loopback ports and its Mosquitto, started."""
     out = str(pathlib.Path(work) / "kit")
-    s = kit.make_broker(out, host="localhost", port=broker.free_port(), tools_port=broker.free_port(), ws_port=0,
-                        local_port=broker.free_port(), bind="127.0.0.1")
-    mosq = broker.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(pathlib.Path(work) / "mosquitto.log"),
+    s = kit.make_broker(out, host="localhost", port=mosquitto.free_port(), tools_port=mosquitto.free_port(), ws_port=0,
+                        local_port=mosquitto.free_port(), bind="127.0.0.1")
+    mosq = mosquitto.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(pathlib.Path(work) / "mosquitto.log"),
                             plain_port=s["local_port"])
     return out, mosq
 
@@ -168,7 +171,7 @@ class Witness:
 
 # --- the nodes -------------------------------------------------------------------
 def node_env(runtime, work):
-    """The MicroPython VM runs the board code from .mpy (nodekit.build): no compiling at
+    """The MicroPython VM runs the board code from .mpy (nodekit.board.build): no compiling at
     each start, as on a board that was deployed with `make deploy`."""
     if runtime != "micropython":
         return {}
@@ -178,8 +181,8 @@ def node_env(runtime, work):
 
 
 def hardware(runtime, work):
-    """The simulated board compiled to .mpy for the VM (sim.compile_simboard), else None."""
-    return sim.compile_simboard(pathlib.Path(work) / "simboard") if runtime == "micropython" else None
+    """The simulated board compiled to .mpy for the VM (simnode.compile_simboard), else None."""
+    return simnode.compile_simboard(pathlib.Path(work) / "simboard") if runtime == "micropython" else None
 
 
 class Fleet:
@@ -204,7 +207,7 @@ class Fleet:
         name = cfg.parent.name
         board = self.work / "boards" / name
         out = open(self.work / "boards" / (name + ".log"), "wb")
-        node = sim.SimNode(cfg, board, self.runtime, self.heap, output=out, env=self.env, hardware=self.hardware)
+        node = simnode.SimNode(cfg, board, self.runtime, self.heap, output=out, env=self.env, hardware=self.hardware)
         node.room = name
         self.nodes.append(node.start())
         return node
@@ -399,7 +402,7 @@ def run_sim(n, runtime="cpython", heap=None, config=None, work=None):
                 raise FleetError("CONFIG: %s does not exist" % config)
             out = kit_of(config)
         else:
-            if not broker.mosquitto_path():
+            if not mosquitto.mosquitto_path():
                 raise FleetError("mosquitto is not installed (make setup installs it as root, or: "
                                  "sudo apt-get install mosquitto mosquitto-clients)")
             out, mosq = local_broker(work)
@@ -454,7 +457,7 @@ def run_sim(n, runtime="cpython", heap=None, config=None, work=None):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="fleet", description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", required=True)
-    ap.add_argument("--runtime", default="cpython", choices=sim.RUNTIMES)
+    ap.add_argument("--runtime", default="cpython", choices=simnode.RUNTIMES)
     ap.add_argument("--heap")
     ap.add_argument("--config")
     ap.add_argument("--work", help="where the kit, boards and logs go (default .sim/fleet)")
@@ -464,7 +467,7 @@ def main(argv=None):
         if not a.nodes.isdigit() or int(a.nodes) < 1:
             raise FleetError("NODES: expected a whole number of nodes, 1 or more, got %r" % a.nodes)
         return run_sim(int(a.nodes), a.runtime, a.heap, a.config, a.work)
-    except (FleetError, kit.KitError, sim.SimError, build.BuildError) as e:
+    except (FleetError, kit.KitError, simnode.SimError, build.BuildError) as e:
         print("sim: %s" % e, file=sys.stderr)
         return 1
 

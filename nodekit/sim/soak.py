@@ -21,22 +21,23 @@ import time
 
 import paho.mqtt.client as paho
 
-from nodekit import broker, kit, sim
+from nodekit.broker import mosquitto, kit
+from nodekit.sim import simnode
 
 
 def run(duration, runtime, seed=None, period=0.5, out=sys.stdout):
     rng = random.Random(seed)
     work = pathlib.Path(tempfile.mkdtemp(prefix="soak-"))
     kdir = str(work / "kit")
-    s = kit.make_broker(kdir, host="localhost", port=broker.free_port(), tools_port=broker.free_port(), ws_port=0,
-                        local_port=broker.free_port(), bind="127.0.0.1")
+    s = kit.make_broker(kdir, host="localhost", port=mosquitto.free_port(), tools_port=mosquitto.free_port(), ws_port=0,
+                        local_port=mosquitto.free_port(), bind="127.0.0.1")
     cfg_path = kit.add_node(kdir, "salon", wifi_ssid="maison", wifi_password="pw", sensor="sim")
     cfg = json.loads(open(cfg_path).read())
     cfg.update(period_s=period, payload="json", stats_s=5, backoff_max_s=4, buffer=250)  # an ESP8266's most
     cfg["mqtt"]["keepalive"] = 4
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
-    mosq = broker.Mosquitto(os.path.join(kdir, "mosquitto.conf"), s["port"], str(work / "mosquitto.log"),
+    mosq = mosquitto.Mosquitto(os.path.join(kdir, "mosquitto.conf"), s["port"], str(work / "mosquitto.log"),
                             plain_port=s["local_port"]).start()
     dash = json.load(open(os.path.join(kdir, "dashboard.json")))
     seen, stats, lock = [], [], threading.Lock()
@@ -53,7 +54,7 @@ def run(duration, runtime, seed=None, period=0.5, out=sys.stdout):
     sub.connect("localhost", s["tools_port"])
     sub.loop_start()
     log = open(work / "node.log", "wb")
-    node = sim.SimNode(cfg_path, work / "board", runtime, output=log).start()
+    node = simnode.SimNode(cfg_path, work / "board", runtime, output=log).start()
     faults = {"broker restart": 0, "broker frozen": 0, "wifi loss": 0, "sensor error": 0}
     end = time.monotonic() + duration
     try:
@@ -71,9 +72,9 @@ def run(duration, runtime, seed=None, period=0.5, out=sys.stdout):
                 time.sleep(rng.uniform(1, 8))
                 mosq.proc.send_signal(signal.SIGCONT)
             elif fault == "wifi loss":
-                sim.set_ap(node.board_dir, "maison", "pw", up=False)
+                simnode.set_ap(node.board_dir, "maison", "pw", up=False)
                 time.sleep(rng.uniform(0.5, 10))
-                sim.set_ap(node.board_dir, "maison", "pw", up=True)
+                simnode.set_ap(node.board_dir, "maison", "pw", up=True)
             else:
                 (node.board_dir / "adc0").write_text("error")
                 time.sleep(rng.uniform(0.2, 2))
@@ -132,7 +133,7 @@ def _ordered_after_redelivery(seqs):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="soak", description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=int, default=3600)
-    ap.add_argument("--runtime", default="micropython", choices=sim.RUNTIMES)
+    ap.add_argument("--runtime", default="micropython", choices=simnode.RUNTIMES)
     ap.add_argument("--seed", type=int)
     a = ap.parse_args(argv)
     ok, _ = run(a.duration, a.runtime, a.seed)

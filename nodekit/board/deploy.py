@@ -1,8 +1,8 @@
 """Update a board that already runs MicroPython with the node's files (make deploy), and talk to it.
 
-    python -m nodekit.deploy --port /dev/ttyUSB0 [--config kit/nodes/salon/config.json]
-    python -m nodekit.deploy repl --port /dev/ttyUSB0
-    python -m nodekit.deploy logs --port /dev/ttyUSB0 [--reset]
+    python -m nodekit.board.deploy --port /dev/ttyUSB0 [--config kit/nodes/salon/config.json]
+    python -m nodekit.board.deploy repl --port /dev/ttyUSB0
+    python -m nodekit.board.deploy logs --port /dev/ttyUSB0 [--reset]
 
 deploy: checks the config with the node's own validation, compiles lib/ and
 umqtt.simple to .mpy with the mpy-cross that matches the board's MicroPython,
@@ -32,8 +32,9 @@ import subprocess
 import sys
 import time
 
-from nodekit import REPO, build
-from nodekit.deps import UMQTT
+from nodekit import REPO
+from nodekit.board import build
+from nodekit.board.deps import UMQTT
 
 BOARD_FILES = ("boot.py", "main.py")  # copied first: the new main.py is the one that honours SAFEMODE
 SAFEMODE = "SAFEMODE"
@@ -55,7 +56,7 @@ class DeployError(Exception):
 # --- the files ------------------------------------------------------------------
 def check_config(path):
     """The node's own validation (lib/node/config.py and tls.py) of the config and the files it names."""
-    from nodekit.nodeconfig import check_file  # (puts the board's lib/ on sys.path)
+    from nodekit.rules import check_file  # (puts the board's lib/ on sys.path)
     from node import tls as node_tls
 
     path = pathlib.Path(path)

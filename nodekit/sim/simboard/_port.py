@@ -1,5 +1,5 @@
 # Which MicroPython port this simulated board is: the chip named by $SIMBOARD_PORT
-# (nodekit/sim.py sets it from the board profile; the tutorials' esp8266 by default).
+# (nodekit/sim/simnode.py sets it from the board profile; the tutorials' esp8266 by default).
 # Each stand-in module (machine, network, socket, ssl, ntptime) reads CHIP/FAMILY here and
 # enforces that port's rules, each cited beside its code from MicroPython v1.28.0's source:
 # the simulated board is never kinder than the port it claims to be.
@@ -55,7 +55,7 @@ def _install_sys():
 def _install_cpython_socket():
     # umqtt.simple 1.6+ does `import socket` and calls read()/write(), which CPython's
     # sockets lack: in this process, which runs only the board's code, the board's socket is
-    # MicroPython's (nodekit/compat/usocket.py). Last, once the stdlib has its own.
+    # MicroPython's (nodekit/sim/compat/usocket.py). Last, once the stdlib has its own.
     import sys
 
     if sys.implementation.name == "cpython":
@@ -66,7 +66,7 @@ def _install_cpython_socket():
 
 def _install_cpython_ssl():
     # The board's `ssl` is MicroPython's (wrap_socket with cadata, DER certificates); under
-    # CPython that is nodekit/compat/ussl.py over CPython's own ssl.
+    # CPython that is nodekit/sim/compat/ussl.py over CPython's own ssl.
     import sys
 
     if sys.implementation.name == "cpython":

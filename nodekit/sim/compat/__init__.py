@@ -1,8 +1,8 @@
 """What MicroPython has and CPython lacks, so the board files run unchanged on the PC.
 
-This is the runtime, not the hardware (that is nodekit/simboard): the `ticks_*`
+This is the runtime, not the hardware (that is nodekit/sim/simboard): the `ticks_*`
 clock, `micropython.const`, and the `usocket`/`ussl` stream sockets with
-`read`/`write` that umqtt.simple calls. Installed by nodekit.cpython_board.
+`read`/`write` that umqtt.simple calls. Installed by nodekit.sim.cpython_board.
 """
 import binascii
 import os
@@ -12,7 +12,7 @@ import time
 
 # A 32-bit port's tick counters wrap at 2**30 (py/mpconfig.h MICROPY_PY_TIME_TICKS_PERIOD);
 # so do ours, and $SIMBOARD_TICKS_START (ms) starts them just before the wrap, as
-# nodekit/simboard/time.py does in the MicroPython VM.
+# nodekit/sim/simboard/time.py does in the MicroPython VM.
 _TICKS_PERIOD = 1 << 30
 _TICKS_HALF = _TICKS_PERIOD // 2
 _START_MS = int(os.getenv("SIMBOARD_TICKS_START") or 0)

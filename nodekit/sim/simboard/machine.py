@@ -232,7 +232,7 @@ def reset_cause():
 
 
 class WDT:
-    """The watchdog: the simulator (nodekit/sim.py), like the chip's hardware
+    """The watchdog: the simulator (nodekit/sim/simnode.py), like the chip's hardware
     timer, resets the board when the wdt file is not refreshed in time.
     Neither port can stop it: there is no deinit()."""
 

@@ -1,0 +1,5 @@
+import sys
+
+from nodekit.sim.simnode import main
+
+sys.exit(main())
