@@ -15,8 +15,8 @@ import pytest
 
 from nodekit import REPO
 from nodekit.broker import certs, kit
-from nodekit.sim import simnode
 from nodekit.broker.mosquitto import Mosquitto, PageServer, free_port, mosquitto_path
+from nodekit.sim import simnode
 
 # The board modules are importable for unit tests (config, commands, tls), with
 # MicroPython's runtime pieces that CPython lacks.

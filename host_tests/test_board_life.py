@@ -10,6 +10,7 @@ import time
 import pytest
 
 from nodekit import REPO
+from nodekit.errors import Failure
 from nodekit.sim import simnode
 
 sys.path.insert(0, str(REPO / "lib"))
@@ -191,7 +192,7 @@ def test_make_sim_takes_a_config_by_any_name_and_a_board(broker, tmp_path):
 
 
 def test_an_unknown_board_is_refused_in_one_line(tmp_path):
-    with pytest.raises(simnode.SimError, match=r"BOARD=esp99: unknown board \(profiles: esp8266, huzzah"):
+    with pytest.raises(Failure, match=r"BOARD=esp99: unknown board \(profiles: esp8266, huzzah"):
         simnode.board_chip("esp99")
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from nodekit import doctor
 from nodekit.broker import install, kit
-from nodekit.sim import simnode
 from nodekit.broker.mosquitto import free_port
+from nodekit.sim import simnode
 
 CHRONYD = shutil.which("chronyd") or ("/usr/sbin/chronyd" if os.path.exists("/usr/sbin/chronyd") else None)
 NTP_1970 = 2208988800  # NTP seconds at 1970-01-01

@@ -309,7 +309,7 @@ def test_refuses_an_invalid_config_in_one_line_and_touches_nothing(tmp_path, vbo
     mark = board.mark()
     r = deploy(board.port, cfg)
     assert r.returncode == 1 and r.stdout == ""
-    assert re.fullmatch(r"deploy: config: .*%s\n" % message, r.stderr), r.stderr
+    assert re.fullmatch(r"make deploy: config: .*%s\n" % message, r.stderr), r.stderr
     assert "Traceback" not in r.stderr
     time.sleep(0.3)
     assert list(board.fs.iterdir()) == [] and "raw REPL" not in board.said()[mark:]
@@ -321,7 +321,7 @@ def test_bad_port_is_one_line():
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "nodekit.board.deploy", "logs", "--port", "/dev/ttyNOPE0"], cwd=REPO,
                        capture_output=True, text=True, timeout=30)
-    assert r.returncode == 1 and r.stderr == ("logs: /dev/ttyNOPE0: no such port (is the board plugged in? "
+    assert r.returncode == 1 and r.stderr == ("make logs: /dev/ttyNOPE0: no such port (is the board plugged in? "
                                               "ls /dev/ttyUSB* /dev/ttyACM*)\n")
 
 

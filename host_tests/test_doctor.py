@@ -207,7 +207,7 @@ def test_invalid_config_gets_the_nodes_own_message(broker, capsys):
 def test_unreadable_config_is_one_line(tmp_path, capsys):
     assert doctor.main(["--config", str(tmp_path / "missing.json")]) == 1
     out, err = capsys.readouterr()
-    assert out == "" and err == "doctor: cannot read %s: No such file or directory\n" % (tmp_path / "missing.json")
+    assert out == "" and err == "make doctor: cannot read %s: No such file or directory\n" % (tmp_path / "missing.json")
 
 
 def test_the_doctor_keeps_what_is_queued_for_the_node(broker, start_node, capsys):

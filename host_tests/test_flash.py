@@ -93,28 +93,28 @@ def test_board_and_config_must_agree(tmp_path):
     cfg = _node_cfg(tmp_path, "huzzah", "salon.json")
     rc, _, err = run("flash", "BOARD=esp32", "PORT=/dev/ttyUSB0", "CONFIG=%s" % cfg, "DRY_RUN=1")
     assert rc != 0 and err.strip().splitlines()[:1] == [
-        'flash: BOARD=esp32, but %s was made for "board": "huzzah": give BOARD=huzzah (or leave it out), '
+        'make flash: BOARD=esp32, but %s was made for "board": "huzzah": give BOARD=huzzah (or leave it out), '
         'or make a config for esp32 with make node BOARD=esp32' % cfg]
 
 
 def test_unknown_board_missing_port_and_bad_config_are_refused(node_cfg, tmp_path):
     rc, _, err = run("flash", "BOARD=esp33", "PORT=/dev/ttyUSB0", "DRY_RUN=1", "CONFIG=" + node_cfg)
-    assert rc != 0 and "flash: BOARD=esp33, but" in err
+    assert rc != 0 and "make flash: BOARD=esp33, but" in err
     bare = tmp_path / "bare.json"
     bare.write_text(json.dumps({k: v for k, v in json.loads(open(node_cfg).read()).items() if k != "board"}))
     rc, _, err = run("flash", "BOARD=esp33", "PORT=/dev/ttyUSB0", "DRY_RUN=1", "CONFIG=%s" % bare)
-    assert rc != 0 and "flash: unknown BOARD=esp33 (known: esp8266, huzzah" in err
+    assert rc != 0 and "make flash: BOARD=esp33: unknown board (known: esp8266, huzzah" in err
     rc, _, err = run("flash", "PORT=/dev/ttyUSB0", "DRY_RUN=1", "CONFIG=%s" % bare)
-    assert rc != 0 and "flash: give the board, e.g. BOARD=huzzah (%s names none" % bare in err
+    assert rc != 0 and "make flash: give the board, e.g. BOARD=huzzah (%s names none" % bare in err
     rc, _, err = run("flash", "DRY_RUN=1", "CONFIG=" + node_cfg)
-    assert rc != 0 and "flash: give the board's serial port" in err
+    assert rc != 0 and "make flash: give the board's serial port" in err
     rc, _, err = run("flash", "PORT=/dev/ttyUSB-none", "CONFIG=" + node_cfg, "IMAGE=/dev/null")
-    assert rc != 0 and "flash: no serial port /dev/ttyUSB-none" in err
+    assert rc != 0 and "make flash: no serial port /dev/ttyUSB-none" in err
     bad = tmp_path / "config.json"
     bad.write_text(json.dumps({"room": "salon", "wifi": {"ssid": "x"}, "mqtt": {"host": "pi", "tls": False},
                                "period_s": 0}))
     rc, _, err = run("flash", "BOARD=esp32", "PORT=/dev/ttyUSB0", "CONFIG=%s" % bad, "DRY_RUN=1")
-    assert rc != 0 and "flash: config: period_s: expected a number of seconds" in err
+    assert rc != 0 and "make flash: config: period_s: expected a number of seconds" in err
 
 
 def test_a_bad_local_image_writes_nothing(tmp_path, serial_port):
@@ -124,7 +124,7 @@ def test_a_bad_local_image_writes_nothing(tmp_path, serial_port):
     real = hashlib.sha256(good.read_bytes()).hexdigest()
     rc, _, err = run("flash", "PORT=" + port, "CONFIG=%s" % cfg, "IMAGE=%s" % good, "SHA256=" + "0" * 64)
     assert rc != 0 and err.strip().splitlines()[0] == (
-        "flash: sha256 of %s is %s, but SHA256= says %s: nothing was written" % (good, real, "0" * 64))
+        "make flash: sha256 of %s is %s, but SHA256= says %s: nothing was written" % (good, real, "0" * 64))
     for bad, why in ((truncated(good, tmp_path / "cut.bin"), "End of file reading segment"),
                      (image_file(tmp_path / "s3.bin", "esp32s3"), "is an image for ESP32-S3"),
                      (damaged(good, tmp_path / "damaged.bin"), "is damaged: esptool image-info finds its checksum invalid"),
@@ -259,7 +259,7 @@ def test_make_firmware_checks_pins_and_refuses_a_changed_upstream_file(tmp_path,
     dest.unlink()
     rc, _, err = firmware(tmp_path, manifest, ca=https_ca)
     assert rc == 1 and err.strip().splitlines() == [
-        "firmware: sha256 of %s is %s, but the pin in %s says %s (its first download): the file changed "
+        "make firmware: sha256 of %s is %s, but the pin in %s says %s (its first download): the file changed "
         "upstream or arrived damaged, and was not kept. If you trust the new file: make firmware BOARD=esp32 "
         "SHA256=%s" % (dest.name, second, images / "pins.json", first, second)]
     assert not dest.exists() and not list(images.glob("*.part"))
@@ -303,7 +303,7 @@ def test_make_firmware_refuses_bad_images_each_with_its_reason(tmp_path, web, ht
 def test_a_failed_download_says_what_to_do(tmp_path, web, https_ca):
     _, base = web
     rc, _, err = firmware(tmp_path, _manifest(tmp_path, "esp32", base + "missing.bin", None), ca=https_ca)
-    assert rc == 1 and "firmware: cannot download %smissing.bin (HTTP 404 File not found)" % base in err
+    assert rc == 1 and "make firmware: cannot download %smissing.bin (HTTP 404 File not found)" % base in err
     assert "IMAGE=path/to/file.bin" in err
     # The certificate is checked: without the test's CA the same server is refused.
     rc, _, err = firmware(tmp_path, _manifest(tmp_path, "esp32", base + "missing.bin", None))
@@ -319,5 +319,5 @@ def test_with_everything_checked_esptool_asks_the_port_for_its_chip(tmp_path, se
     good = image_file(tmp_path / "ESP32_GENERIC.bin", "esp32")
     rc, out, err = run("flash", "PORT=" + port, "CONFIG=%s" % cfg, "IMAGE=%s" % good)
     assert rc != 0 and "-m esptool --port %s chip-id" % port in out, out + err
-    assert "flash: esptool found no chip on %s: " % port in err and "Traceback" not in err, err
+    assert "make flash: esptool found no chip on %s: " % port in err and "Traceback" not in err, err
     assert "erase-flash" not in out

@@ -99,7 +99,7 @@ def test_nodes_must_be_a_number():
     r = subprocess.run([sys.executable, "-m", "nodekit.sim.fleet", "--nodes", "lots"], cwd=REPO,  # make sim NODES=lots
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
-    assert r.stderr.strip() == "sim: NODES: expected a whole number of nodes, 1 or more, got 'lots'"
+    assert r.stderr.strip() == "make sim: NODES: expected a whole number of nodes, 1 or more, got 'lots'"
     assert "Traceback" not in r.stdout + r.stderr
 
 

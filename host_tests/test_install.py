@@ -66,7 +66,7 @@ def test_refuses_without_root_or_kit(tmp_path, capsys):
     rc = install.main(["--out", str(tmp_path / "nothing"), "--no-restart"])
     assert rc == 1
     err = capsys.readouterr().err
-    assert err.startswith("broker-install: ") and ("not a broker kit" in err or "run as root" in err)
+    assert err.startswith("make broker-install: ") and ("not a broker kit" in err or "run as root" in err)
 
 
 def test_a_trial_install_into_a_folder_lists_what_it_writes(tmp_path, root):

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
+from nodekit.bench import memory
 from nodekit.board import build
 from nodekit.sim import simnode
-from nodekit.bench import memory
 
 # Measured with `.venv/bin/python -m nodekit.bench.memory --board esp8266 --transport tls
 # --code mpy --lo 65536 --hi 131072` (and `--code romfs`): the wheel's VM, the node over TLS,

@@ -5,6 +5,8 @@ import json
 import pytest
 from conftest import ctrl_c
 
+from nodekit.errors import Failure
+
 
 @pytest.fixture(params=["esp8266", "esp32"])
 def board(request):
@@ -131,7 +133,7 @@ def test_make_node_says_at_once_what_the_node_would_refuse_at_boot(tmp_path):
 
     out = str(tmp_path / "kit")
     kit.make_broker(out, host="raspberrypi.local")
-    with pytest.raises(kit.KitError, match=r'sensor.type: expected "adc", "sim", "dht22" or "dht11" on an ESP8266 '
+    with pytest.raises(Failure, match=r'sensor.type: expected "adc", "sim", "dht22" or "dht11" on an ESP8266 '
                                            r'over TLS .* \(nothing written; make node BOARD= names the board\)'):
         kit.add_node(out, "salon", sensor="ds18b20")
     assert not os.path.exists(os.path.join(out, "nodes", "salon")) and "salon" not in passwd.read(os.path.join(out, "passwd"))

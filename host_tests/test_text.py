@@ -13,6 +13,7 @@ import pytest
 
 from nodekit import REPO
 from nodekit.broker import kit, passwd
+from nodekit.errors import Failure
 from nodekit.sim import simnode
 from node import config as node_config
 from node import homeassistant
@@ -142,7 +143,7 @@ def test_make_node_refuses_a_room_that_cannot_work(tmp_path, capsys):
         assert kit.main(["node", "--out", out, "--room", room]) == 1, room
         said = capsys.readouterr()
         lines = said.err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("kit: ROOM: "), (room, said)
+        assert len(lines) == 1 and lines[0].startswith("make node: ROOM: "), (room, said)
         assert not said.out
     assert not os.path.exists(os.path.join(out, "nodes")) or os.listdir(os.path.join(out, "nodes")) == []
     with open(os.path.join(out, "kit.json")) as f:
@@ -151,7 +152,7 @@ def test_make_node_refuses_a_room_that_cannot_work(tmp_path, capsys):
 
     # Two rooms Home Assistant would see under one id: the second is refused, naming the first.
     kit.add_node(out, ROOM)
-    with pytest.raises(kit.KitError, match=r"^ROOM: .*maison_sejour.*séjour"):
+    with pytest.raises(Failure, match=r"^ROOM: .*maison_sejour.*séjour"):
         kit.add_node(out, "sejour")
 
 

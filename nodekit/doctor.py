@@ -31,6 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from nodekit import REPO, rules
 from nodekit.broker import certs
+from nodekit.errors import Failure, report
 
 if str(REPO / "lib") not in sys.path:
     sys.path.insert(0, str(REPO / "lib"))
@@ -59,10 +60,6 @@ _CONNACK = {"Unsupported protocol version": (1, "unacceptable protocol version")
             "Server unavailable": (3, "server unavailable"),
             "Bad user name or password": (4, "bad user name or password"),
             "Not authorized": (5, "not authorised")}
-
-
-class DoctorError(Exception):
-    """A problem running the doctor itself; printed as `doctor: what: why`."""
 
 
 class Fail(Exception):
@@ -171,7 +168,7 @@ def check_config(r, path, platform):
         with open(path, "rb"):
             pass
     except OSError as e:
-        raise DoctorError("cannot read %s: %s" % (path, e.strerror or e))
+        raise Failure("cannot read %s: %s" % (path, e.strerror or e))
     try:
         cfg = node_config.load(path, platform)
         m = cfg["mqtt"]
@@ -740,12 +737,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     try:
         r = doctor(a.config)
-    except DoctorError as e:
-        print("doctor: %s" % e, file=sys.stderr)
-        return 1
-    except OSError as e:
-        print("doctor: %s" % (e.strerror or e), file=sys.stderr)
-        return 1
+    except (Failure, OSError) as e:
+        return report("make doctor", e)
     except KeyboardInterrupt:
         print("doctor: interrupted", file=sys.stderr)
         return 1

@@ -19,10 +19,11 @@ import tempfile
 import threading
 import time
 
-from nodekit import REPO
-from nodekit.sim import simnode
+from nodekit import REPO, errors
 from nodekit.bench import cadence, latency, memory, report, startup, wire
-from nodekit.bench.rig import BenchError, Rig
+from nodekit.bench.rig import Rig
+from nodekit.errors import Failure
+from nodekit.sim import simnode
 
 RUNTIMES = ("cpython", "micropython")
 SHORT = {"cpython": "cp", "micropython": "mp"}  # room name suffixes
@@ -138,6 +139,10 @@ def fleet(quick):
 
 
 def main(argv=None):
+    return errors.run("make bench", _bench, argv)
+
+
+def _bench(argv):
     ap = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
     ap.add_argument("--out", help="where results.json and the plots go (default bench/, and bench/quick/ for "
@@ -145,15 +150,12 @@ def main(argv=None):
     ap.add_argument("--no-fleet", action="store_true", help="leave out the fleet benchmark")
     a = ap.parse_args(argv)
     if not simnode.micropython_path():
-        print("bench: micropython: the MicroPython VM is not installed (make setup)", file=sys.stderr)
-        return 1
+        raise Failure("micropython", "the MicroPython VM is not installed (make setup)")
     for tool in ("mosquitto", "tshark", "ss"):
         if not (shutil.which(tool) or (tool == "mosquitto" and os.path.exists("/usr/sbin/mosquitto"))):
-            print("bench: %s: not installed (make setup installs the system packages)" % tool, file=sys.stderr)
-            return 1
+            raise Failure(tool, "not installed (make setup installs the system packages)")
     if os.geteuid() != 0:
-        print("bench: tshark: capturing on lo needs root; run make bench as root", file=sys.stderr)
-        return 1
+        raise Failure("tshark", "capturing on lo needs root; run make bench as root")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # killed: stop the boards, tshark and the broker
     p = QUICK if a.quick else FULL
     out = pathlib.Path(a.out or REPO / "bench" / ("quick" if a.quick else ""))
@@ -166,9 +168,8 @@ def main(argv=None):
     try:
         rig = Rig(work)
         results.update(measure(rig, p, a.quick))
-    except (BenchError, RuntimeError) as e:
-        print("bench: %s" % e, file=sys.stderr)
-        return 1
+    except RuntimeError as e:
+        raise Failure(str(e))
     finally:
         if rig:
             rig.stop()

@@ -19,8 +19,9 @@ import sys
 import tempfile
 import time
 
-from nodekit.sim import fleet as fl
 from nodekit.broker import kit
+from nodekit.errors import Failure, report
+from nodekit.sim import fleet as fl
 
 STEPS = (100, 250, 500, 1000, 1500, 2000)
 QUICK_STEPS = (10, 25)
@@ -117,7 +118,7 @@ def run(quick=False, budget_s=None, runtime="cpython", steps=None, log=None):
                 break
             try:
                 fl.check_memory(n, runtime, have)
-            except fl.FleetError as e:
+            except Failure as e:
                 result["stopped_by"] = "memory: %s" % e
                 break
             t = time.monotonic()
@@ -128,13 +129,13 @@ def run(quick=False, budget_s=None, runtime="cpython", steps=None, log=None):
             deadline = time.monotonic() + 15
             while not fl.login_ok("localhost", mosq.port, os.path.join(out, "ca.pem"), last["user"], last["password"]):
                 if time.monotonic() > deadline:
-                    raise fl.FleetError("the broker never accepted the new accounts")
+                    raise Failure("the broker never accepted the new accounts")
                 time.sleep(0.2)
             accounts_s = time.monotonic() - t
             fleet.add_configs(new)
             try:
                 up_s = fleet.grow(n, witness.has)
-            except fl.FleetError as e:
+            except Failure as e:
                 result["steps"].append({"nodes": n, "error": str(e)})
                 result["saturated"] = "start: %s" % e
                 break
@@ -195,9 +196,8 @@ def main(argv=None):
     steps = tuple(int(x) for x in a.steps.split(",")) if a.steps else None
     try:
         r = run(a.quick, a.budget, a.runtime, steps)
-    except fl.FleetError as e:
-        print("bench fleet: %s" % e, file=sys.stderr)
-        return 1
+    except Failure as e:
+        return report("bench fleet", e)
     print(json.dumps(r, indent=2))
     return 0
 

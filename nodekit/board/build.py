@@ -14,12 +14,9 @@ import sys
 
 from nodekit import REPO
 from nodekit.board.deps import UMQTT_FILE
+from nodekit.errors import Failure, report
 
 LIB = REPO / "lib"
-
-
-class BuildError(Exception):
-    pass
 
 
 def mpy_cross_path():
@@ -38,7 +35,7 @@ def sources():
     for src in sorted(LIB.rglob("*.py")):
         yield src, src.relative_to(LIB)
     if not UMQTT_FILE.exists():
-        raise BuildError("umqtt.simple is missing: run `make setup` (it fetches the pinned file)")
+        raise Failure("umqtt.simple is missing: run `make setup` (it fetches the pinned file)")
     yield UMQTT_FILE, pathlib.Path("umqtt/simple.py")
 
 
@@ -47,7 +44,7 @@ def build(out, mpy_cross=None, march=None, flags=()):
     flags: more mpy-cross options (make deploy: `-b 6.1`, an older board's .mpy format)."""
     mpy_cross = mpy_cross or mpy_cross_path()
     if not mpy_cross:
-        raise BuildError("mpy-cross is not installed (make setup installs it)")
+        raise Failure("mpy-cross is not installed (make setup installs it)")
     out = pathlib.Path(out)
     written = []
     for src, rel in sources():
@@ -58,7 +55,7 @@ def build(out, mpy_cross=None, march=None, flags=()):
         argv += (["-march=" + march] if march else []) + [str(src)]
         r = subprocess.run(argv, capture_output=True, text=True)
         if r.returncode:
-            raise BuildError("mpy-cross failed on %s: %s" % (rel, (r.stderr or r.stdout).strip()))
+            raise Failure("mpy-cross failed on %s: %s" % (rel, (r.stderr or r.stdout).strip()))
         written.append(dest.relative_to(out))
     return written
 
@@ -70,9 +67,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     try:
         files = build(a.out, a.mpy_cross)
-    except BuildError as e:
-        print("build: %s" % e, file=sys.stderr)
-        return 1
+    except Failure as e:
+        return report("build", e)
     print("build: %d modules in %s (mpy %s)" % (len(files), a.out, mpy_cross_version(a.mpy_cross)))
     return 0
 

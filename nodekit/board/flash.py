@@ -25,15 +25,12 @@ import urllib.error
 import urllib.request
 
 from nodekit import REPO
+from nodekit.errors import Failure, report
 
 MANIFEST = pathlib.Path(os.getenv("FIRMWARE_MANIFEST") or REPO / "firmware" / "boards.json")
 IMAGES = REPO / "firmware" / "images"   # downloads, git-ignored
 PINS = "pins.json"                      # each image's sha256 at its first download (or SHA256=), next to it
 BOOT_WAIT_S = 4                         # a fresh MicroPython makes its filesystem at first boot
-
-
-class FlashError(Exception):
-    pass
 
 
 def manifest():
@@ -42,12 +39,12 @@ def manifest():
 
 
 def board_profile(name):
-    """(board profile, image entry) for BOARD=name, or a FlashError naming the known boards."""
+    """(board profile, image entry) for BOARD=name, or a Failure naming the known boards."""
     m = manifest()
     if not name:
-        raise FlashError("give the board, e.g. BOARD=huzzah (known: %s)" % ", ".join(m["boards"]))
+        raise Failure("give the board, e.g. BOARD=huzzah (known: %s)" % ", ".join(m["boards"]))
     if name not in m["boards"]:
-        raise FlashError("unknown BOARD=%s (known: %s)" % (name, ", ".join(m["boards"])))
+        raise Failure("BOARD=%s" % name, "unknown board (known: %s)" % ", ".join(m["boards"]))
     b = m["boards"][name]
     return b, m["images"][b["image"]]
 
@@ -88,19 +85,19 @@ def expected_sha256(image, images, given=None):
 def check_image(path, chip):
     """What esptool says of an image file (`esptool image-info`): a valid image for `chip`, its
     checksum and, where the format has one (ESP32s), its SHA-256 digest. Returns esptool's name
-    for the image's chip; a FlashError names what is wrong."""
+    for the image's chip; a Failure names what is wrong."""
     r = subprocess.run(_esptool() + ["image-info", str(path)], capture_output=True, text=True, timeout=120)
     out = r.stdout + r.stderr
     fatal = re.search(r"A fatal error occurred: (.+)", out)
     found = re.search(r"Detected image type: (\S+)", out)
     if fatal or r.returncode or not found:
         why = fatal.group(1).strip() if fatal else (out.strip().splitlines() or ["no output"])[-1]
-        raise FlashError("%s is not a usable MicroPython image (esptool image-info: %s)" % (path, why))
+        raise Failure("%s is not a usable MicroPython image (esptool image-info: %s)" % (path, why))
     if not chip_matches(chip, found.group(1)):
-        raise FlashError("%s is an image for %s, not for this board's %s" % (path, found.group(1), chip))
+        raise Failure("%s is an image for %s, not for this board's %s" % (path, found.group(1), chip))
     bad = re.findall(r"^(Checksum|Validation hash): .*\((invalid[^)]*)\)", out, re.M)
     if bad:
-        raise FlashError("%s is damaged: esptool image-info finds its %s" % (
+        raise Failure("%s is damaged: esptool image-info finds its %s" % (
             path, " and ".join("%s %s" % (what.lower(), why) for what, why in bad)))
     return found.group(1)
 
@@ -108,7 +105,7 @@ def check_image(path, chip):
 def _fetch(url, dest):
     """Download url (HTTPS, the certificate verified) into dest."""
     if not url.startswith("https://"):
-        raise FlashError("refusing %s: images come over HTTPS only (a certificate-checked download)" % url)
+        raise Failure("refusing %s: images come over HTTPS only (a certificate-checked download)" % url)
     print("firmware: downloading %s" % url, flush=True)
     try:
         with urllib.request.urlopen(url, timeout=60) as r, open(dest, "wb") as f:
@@ -120,7 +117,7 @@ def _fetch(url, dest):
     except OSError as e:
         dest.unlink(missing_ok=True)
         why = "HTTP %d %s" % (e.code, e.reason) if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
-        raise FlashError("cannot download %s (%s). Fetch it by hand from that address and give it to "
+        raise Failure("cannot download %s (%s). Fetch it by hand from that address and give it to "
                          "make flash with IMAGE=path/to/file.bin, or try make firmware again" % (url, why))
 
 
@@ -156,8 +153,8 @@ def download(board, images=IMAGES, given=None):
             check_image(part, image["chip"])
             got = _sha256(part)
             if want and got != want:
-                raise FlashError(_refusal(dest, got, want, source, board))
-        except FlashError:
+                raise Failure(_refusal(dest, got, want, source, board))
+        except Failure:
             part.unlink(missing_ok=True)
             raise
         os.replace(part, dest)
@@ -202,7 +199,7 @@ def check_config(path):
     try:
         check_file(path)
     except ValueError as e:
-        raise FlashError(str(e))
+        raise Failure(str(e))
 
 
 def board_of(board, config):
@@ -214,10 +211,10 @@ def board_of(board, config):
     except (OSError, ValueError, AttributeError):
         named = None  # check_config says what is wrong with the file
     if board and named and board != named:
-        raise FlashError('BOARD=%s, but %s was made for "board": "%s": give BOARD=%s (or leave it out), '
+        raise Failure('BOARD=%s, but %s was made for "board": "%s": give BOARD=%s (or leave it out), '
                          'or make a config for %s with make node BOARD=%s' % (board, config, named, named, board, board))
     if not board and not named:
-        raise FlashError("give the board, e.g. BOARD=huzzah (%s names none; known: %s)"
+        raise Failure("give the board, e.g. BOARD=huzzah (%s names none; known: %s)"
                          % (config, ", ".join(manifest()["boards"])))
     return board or named
 
@@ -227,13 +224,13 @@ def check_local_image(path, image, images, given=None):
     against boards.json / the pin when it is the profile's own file. Returns its sha256."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FlashError("no image file %s (IMAGE=)" % path)
+        raise Failure("no image file %s (IMAGE=)" % path)
     check_image(path, image["chip"])
     got = _sha256(path)
     want, source = (given.lower(), "SHA256=") if given else (
         expected_sha256(image, images) if path.name == image["file"] else (None, None))
     if want and got != want:
-        raise FlashError("sha256 of %s is %s, but %s says %s: nothing was written" % (path, got, source, want))
+        raise Failure("sha256 of %s is %s, but %s says %s: nothing was written" % (path, got, source, want))
     if not want:
         print("flash: %s: sha256 %s, not pinned: compare it with the one micropython.org lists" % (path, got))
     return got
@@ -246,7 +243,7 @@ def detect_chip(cmd):
     if r.returncode == 0 and m:
         return m.group(1) or m.group(2)
     tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no answer"]
-    raise FlashError("esptool found no chip on %s: %s (hold BOOT/FLASH while it connects, or try another "
+    raise Failure("esptool found no chip on %s: %s (hold BOOT/FLASH while it connects, or try another "
                      "cable: some are charge-only)" % (cmd[cmd.index("--port") + 1], tail[0]))
 
 
@@ -254,7 +251,7 @@ def _detect(steps, image, port, board):
     print("flash: $ %s" % shlex.join(steps["detect"]), flush=True)
     chip = detect_chip(steps["detect"])
     if not chip_matches(image["chip"], chip):
-        raise FlashError("the board on %s is an %s, but BOARD=%s is for %s: nothing was written" % (
+        raise Failure("the board on %s is an %s, but BOARD=%s is for %s: nothing was written" % (
             port, chip, board, image["chip"]))
 
 
@@ -289,7 +286,7 @@ def dry_run(board, port, config, steps, image, images, image_path=None, given=No
                 else:
                     line("ok", "image %s: a valid %s image (esptool image-info), sha256 %s, %s"
                          % (path, image["chip"], got, "matches " + source if want else "not pinned yet"))
-        except FlashError as e:
+        except Failure as e:
             line("FAIL", str(e))
     else:
         line("to do", "image %s not downloaded yet: make flash fetches it from %s, checks it with esptool "
@@ -305,7 +302,7 @@ def dry_run(board, port, config, steps, image, images, image_path=None, given=No
 def _run(cmd):
     print("flash: $ %s" % shlex.join(cmd), flush=True)
     if subprocess.run(cmd).returncode:
-        raise FlashError("%s failed (see its output above)" % " ".join(cmd[2:4]))
+        raise Failure("%s failed (see its output above)" % " ".join(cmd[2:4]))
 
 
 def flash(board, port, config, dry_run_only=False, image_path=None, images=IMAGES, given=None, baud=None):
@@ -313,12 +310,12 @@ def flash(board, port, config, dry_run_only=False, image_path=None, images=IMAGE
     _, image = board_profile(board)
     check_config(config)
     if not port:
-        raise FlashError("give the board's serial port, e.g. PORT=/dev/ttyUSB0 (ls /dev/ttyUSB* /dev/ttyACM*)")
+        raise Failure("give the board's serial port, e.g. PORT=/dev/ttyUSB0 (ls /dev/ttyUSB* /dev/ttyACM*)")
     steps = plan(board, port, config, image_path, images, baud)
     if dry_run_only:
         return dry_run(board, port, config, steps, image, images, image_path, given)
     if not os.path.exists(port):
-        raise FlashError("no serial port %s (is the board plugged in? ls /dev/ttyUSB* /dev/ttyACM*)" % port)
+        raise Failure("no serial port %s (is the board plugged in? ls /dev/ttyUSB* /dev/ttyACM*)" % port)
     if image_path:
         check_local_image(steps["image"], image, images, given)
     else:
@@ -352,9 +349,8 @@ def main(argv=None):
             download(a.board, a.images, a.sha256)
             return 0
         return flash(a.board, a.port, a.config, a.dry_run, a.image, a.images, a.sha256, a.baud)
-    except FlashError as e:
-        print("%s: %s" % (a.cmd, e), file=sys.stderr)
-        return 1
+    except Failure as e:
+        return report("make " + a.cmd, e)
 
 
 if __name__ == "__main__":

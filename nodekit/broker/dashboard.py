@@ -16,6 +16,7 @@ import sys
 
 from nodekit import REPO
 from nodekit.broker import settings
+from nodekit.errors import Failure, run
 
 DIST = REPO / "dashboard" / "dist"
 SETTINGS = "settings.json"
@@ -75,21 +76,23 @@ def write_page(www, s, dist=DIST):
 
 
 def main(argv=None):
+    return run("make dashboard", _page, argv)
+
+
+def _page(argv):
     ap = argparse.ArgumentParser(prog="dashboard", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="the broker kit made by make broker")
     a = ap.parse_args(argv)
     if not os.path.exists(os.path.join(DIST, "index.html")):
-        print("dashboard: %s: not built (make dashboard builds it)" % DIST, file=sys.stderr)
-        return 1
+        raise Failure(DIST, "not built (make dashboard builds it)")
     if not os.path.exists(os.path.join(a.out, settings.KIT_FILE)):
         print("dashboard: built in %s; no broker kit in %s yet: `make broker OUT=%s` puts the page in it"
               % (os.path.relpath(DIST), a.out, a.out))
         return 0
     s = settings.load_settings(a.out)
     if not page_url(s):
-        print("dashboard: %s: the kit serves no page (it needs WS_PORT, and HTTP_PORT when WS_TLS=1): "
-              "make broker OUT=%s WS_PORT=9001 HTTP_PORT=9080" % (a.out, a.out), file=sys.stderr)
-        return 1
+        raise Failure(a.out, "the kit serves no page (it needs WS_PORT, and HTTP_PORT when WS_TLS=1): "
+                      "make broker OUT=%s WS_PORT=9001 HTTP_PORT=9080" % a.out)
     write_page(os.path.join(a.out, PAGE_DIR), s)
     print("dashboard: the page is in %s; with `make broker-try OUT=%s` running (on the Pi: make broker-install), "
           "open %s" % (os.path.join(a.out, PAGE_DIR), a.out, page_url(s)))

