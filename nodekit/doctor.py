@@ -29,16 +29,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties, VariableByteIntegers
 from paho.mqtt.reasoncodes import ReasonCode
 
-from nodekit import REPO, rules
+from nodekit import rules
 from nodekit.broker import certs
 from nodekit.errors import Failure, report
-
-if str(REPO / "lib") not in sys.path:
-    sys.path.insert(0, str(REPO / "lib"))
-# The node's own validation, so doctor and board say the same thing. (Only these
-# two: the other board modules import `micropython`.)
-from node import config as node_config  # noqa: E402
-from node import tls as node_tls  # noqa: E402
+# The node's own validation and names, so doctor and board say the same thing (rules puts
+# the board's lib/ on sys.path; node.tls, like config, imports nothing of MicroPython's).
+from nodekit.rules import homeassistant, node_config, topics
+from node import tls as node_tls  # noqa: E402  (after nodekit.rules)
 
 TIMEOUT_S = 10  # for every connect, handshake and answer
 EXPIRY_WARN_DAYS = 30
@@ -571,16 +568,15 @@ def run_probe(cfg, ctx, addr):
         res = {"connack": rc, "server_keepalive": getattr(props, "ServerKeepAlive", None)}
         if rc:
             return res
-        # The topics the node writes (lib/node/app.py, session.py) and reads.
-        writes = ["maison/%s/valeur" % room, "maison/%s/status" % room, "maison/%s/led" % room]
-        if cfg["sensor"]["type"][:3] == "dht":  # a DHT's humidity (node/app.py t_second)
-            writes.append("maison/%s/humidite" % room)
+        # The topics the node writes and reads (lib/node/topics.py).
+        dht = cfg["sensor"]["type"][:3] == "dht"  # a DHT's humidity (node/app.py t_second)
+        writes = [topics.of(room, t) for t in (topics.VALUE, topics.STATUS, topics.LED)
+                  + ((topics.SECOND,) if dht else ())]
         if cfg["homeassistant"]:  # the discovery topics, named by the node's own code
-            from node import homeassistant
-            writes += [t for t, _ in homeassistant.configs(cfg, "doctor")]
+            writes += homeassistant.config_topics(room, dht)
         res["publish"] = [(t, p.publish_unreleased(t)) for t in writes]
-        topics = ["ctrlled", "maison/%s/led/set" % room, VERSION_TOPIC]
-        res["subscribe"] = list(zip(topics, p.subscribe(topics)))
+        reads = list(topics.reads(room)) + [VERSION_TOPIC]
+        res["subscribe"] = list(zip(reads, p.subscribe(reads)))
         p.drain()
         p.unsubscribe([VERSION_TOPIC])  # the node's subscriptions are its own; this one is the probe's
         res["received"] = dict(p.received)
@@ -615,9 +611,9 @@ def report_probe(r, cfg, ident, res, login_rc):
     refused = [(t, c) for t, c in subs if c >= 0x80]
     if refused:
         r.fail("subscribe", "the broker refuses %s a subscription to %s (SUBACK %s): commands would never "
-               "reach the node; its acl needs `topic read ctrlled` and `topic read maison/%s/led/set` under "
+               "reach the node; its acl needs `topic read %s` under "
                "`user %s`" % (who, ", ".join(t for t, _ in refused), _code(PacketTypes.SUBACK, refused[0][1]),
-                              room, ident or "..."))
+                              "` and `topic read ".join(topics.reads(room)), ident or "..."))
     else:
         # Mosquitto 2.0's acl_file grants every SUBSCRIBE (v5 SUBACK included) and checks
         # read permission only when a message is delivered; the node's account may not

@@ -1,5 +1,11 @@
-"""A node's config.json checked on the PC by the node's own validation (lib/node/config.py),
-so `make flash`, `make deploy` and the board say the same thing about the same file."""
+"""The board code's own rules, as the PC tools take them (the board side owns them):
+
+- a node's config.json checked by the node's own validation (lib/node/config.py), so
+  `make flash`, `make deploy`, `make doctor` and the board say the same thing about one file;
+- the names on the broker (lib/node/topics.py: `rules.topics.of(room, topics.VALUE)`), from which
+  the kit writes each account's ACL and the doctor and the bench know what to look at;
+- what a room may be called (node/config.py check_room) and Home Assistant's ids for it;
+- the chips and the port whose rules a board profile follows (firmware/boards.json)."""
 import os
 import sys
 
@@ -8,6 +14,7 @@ from nodekit import REPO
 if str(REPO / "lib") not in sys.path:
     sys.path.insert(0, str(REPO / "lib"))
 from node import config as node_config  # noqa: E402  (imports only json)
+from node import homeassistant, topics  # noqa: E402,F401  (the topics, Home Assistant's ids)
 
 
 def platform_of(path):

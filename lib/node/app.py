@@ -43,6 +43,7 @@ _START_MS = const(760)  # a DS18B20 is asked this long before each reading: its 
 class Node:
     def __init__(self, cfg):
         _imports()
+        from node import topics  # the names on the broker; dropped once the node is built
         # Collected after each stage of the start, so what lives for good lies packed at the
         # bottom of the heap and its top stays in one piece for the TLS handshake (axTLS
         # needs one 5 KB block, node/session.py): an automatic collect in the middle of the
@@ -60,8 +61,8 @@ class Node:
         # What Home Assistant discovery describes (node/homeassistant.py), if it is on
         self._ha = {k: cfg[k] for k in ("room", "board", "payload", "sensor")} if cfg["homeassistant"] else None
         room = cfg["room"]
-        self.t_value = ("maison/%s/valeur" % room).encode()
-        self.t_led = ("maison/%s/led" % room).encode()
+        self.t_value = topics.of(room, topics.VALUE).encode()
+        self.t_led = topics.of(room, topics.LED).encode()
         # The LED the commands switch: off at power-on (active_low: lit when the pin is low).
         self._led_low = cfg["led"]["active_low"]
         self._led_pin = machine.Pin(cfg["led"]["pin"], machine.Pin.OUT, value=1 if self._led_low else 0)
@@ -69,7 +70,7 @@ class Node:
         # () -> a reading; a probe's second quantity of the same measure, on its own topic; what
         # asks a probe ahead of each reading (node/sensor.py)
         self.read, self.read2, self.start_read = sensor.make(cfg["sensor"])
-        self.t_second = ("maison/%s/humidite" % room).encode() if self.read2 else None
+        self.t_second = topics.of(room, topics.SECOND).encode() if self.read2 else None
         self._part = 0  # 1 while the oldest slot's reading is delivered and its second is not
         # Stable across reboots: the room plus the chip's own id.
         self.client_id = cfg["mqtt"]["client_id"] or "%s-%s" % (room, hexlify(machine.unique_id()).decode())
@@ -80,7 +81,8 @@ class Node:
         self.wifi = Wifi(cfg["wifi"], lambda attempt: backoff_ms(attempt, cap), cfg["mqtt"]["host"])
         self.stats = Stats()
         self.stats.unit = cfg["sensor"]["unit"]
-        self.t_stats = ("maison/%s/stats" % room).encode()
+        self.t_stats = topics.of(room, topics.STATS).encode()
+        unload("topics")
         self.seq = 0
         self.is_int = None  # the sensor's kind of number, learnt from its first reading
         self._quiet_until = time.ticks_ms()
@@ -273,6 +275,7 @@ class Node:
                 self.session.publish(topic.encode(), payload.encode(), True, 1)
         finally:
             unload("homeassistant")
+            unload("topics")  # which it loaded again
         log("mqtt", "Home Assistant discovery sent")
 
     def try_connect(self):

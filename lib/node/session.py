@@ -283,9 +283,11 @@ class Session:
         self.port = m["port"]
         self._keepalive_ms = m["keepalive"] * 1000
         _net.timeout = socket_timeout_s(m["keepalive"], cfg["watchdog_ms"])
+        from node import topics  # loaded by app.Node, which drops it once built
+
         room = cfg["room"]
-        self.t_status = ("maison/%s/status" % room).encode()
-        self.subscriptions = (b"ctrlled", ("maison/%s/led/set" % room).encode())
+        self.t_status = topics.of(room, topics.STATUS).encode()
+        self.subscriptions = tuple(t.encode() for t in topics.reads(room))
         wrap = None
         if m["tls"]:
             from node import tls

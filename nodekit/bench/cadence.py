@@ -12,6 +12,7 @@ import json
 import time
 
 from nodekit.bench.rig import pct, tshark
+from nodekit.rules import topics
 
 
 def readings(pcap, broker_port, board_port, topic):
@@ -20,8 +21,8 @@ def readings(pcap, broker_port, board_port, topic):
                   'tcp.srcport == %d && tcp.dstport == %d && mqtt.topic == "%s"' % (board_port, broker_port, topic),
                   "frame.time_epoch", "mqtt.topic", "mqtt.msg")
     out = []
-    for (t,), topics, msgs in rows:
-        for top, msg in zip(topics, msgs):
+    for (t,), names, msgs in rows:
+        for top, msg in zip(names, msgs):
             if top != topic:
                 continue
             try:
@@ -61,7 +62,7 @@ def run_one(rig, room, runtime, period_s, periods, log, name=None):
 
     name = name or "cadence-%s-%s" % (runtime, str(period_s).replace(".", "_"))
     cfg = rig.variant(room, name, plaintext=True, period_s=period_s, payload="json")
-    topic = "maison/%s/valeur" % room
+    topic = topics.of(room, topics.VALUE)
     pcap = rig.root / (name + ".pcapng")
     w = rig.watcher
     with capture(pcap, [rig.local_port]):

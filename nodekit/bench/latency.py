@@ -20,6 +20,7 @@ import random
 import time
 
 from nodekit.bench.rig import capture, summary, tshark
+from nodekit.rules import topics
 
 AEAD_MIN = 16  # the smallest TLS overhead per record (a 16-byte tag)
 
@@ -37,7 +38,7 @@ def run_one(rig, room, runtime, client, commands, period_s, gap_s, seed, log):
     """One board (client "node" or "naive") on the TLS port, `commands` commands."""
     name = "lat-%s-%s" % (client, runtime)
     cfg = rig.variant(room, name, period_s=period_s, stats_s=3600)
-    t_set, t_led, t_val = ("maison/%s/%s" % (room, t) for t in ("led/set", "led", "valeur"))
+    t_set, t_led, t_val = (topics.of(room, t) for t in (topics.LED_SET, topics.LED, topics.VALUE))
     min_len = 4 + len(t_set) + 1 + AEAD_MIN  # header, topic length, topic, one payload byte
     pcap = rig.root / (name + ".pcapng")
     w = rig.watcher

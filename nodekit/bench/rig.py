@@ -24,6 +24,7 @@ from nodekit.board import build
 from nodekit.broker import kit
 from nodekit.broker.mosquitto import Mosquitto, free_port
 from nodekit.errors import Failure
+from nodekit.rules import topics
 from nodekit.sim import simnode
 
 SCRIPTS = REPO / "bench"  # naive.py and bare.py: MicroPython scripts run as a board's main
@@ -65,7 +66,7 @@ class Watcher:
         self.c.loop_start()
         # Not the command topics (led/set): their copy would queue behind the broker's next
         # write to this client, and Mosquitto's sockets wait for an ACK (Nagle) before sending it.
-        for topic in ("maison/+/valeur", "maison/+/led", "maison/+/stats"):
+        for topic in (topics.of("+", t) for t in (topics.VALUE, topics.LED, topics.STATS)):
             self.c.subscribe(topic, qos=0)
             subscribed.get(timeout=10)
 

@@ -9,12 +9,14 @@ CONNECT, the subscriptions, and the broker forwarding the reading.
 import statistics
 import time
 
+from nodekit.rules import topics
+
 VARIANTS = (("cpython", "py"), ("micropython", "py"), ("micropython", "mpy"))
 
 
 def run(rig, room, repeats, log):
     w = rig.watcher
-    topic = "maison/%s/valeur" % room
+    topic = topics.of(room, topics.VALUE)
     out = []
     for runtime, code in VARIANTS:
         for transport in ("tls", "plain"):

@@ -12,6 +12,7 @@ one-write PUBLISH (QoS 0 and 1) and umqtt.simple's publish(), which bench/naive.
 import statistics
 
 from nodekit.bench.rig import capture, tshark
+from nodekit.rules import topics
 
 CLIENTS = (("node", 0), ("node", 1), ("umqtt.simple", 0))
 
@@ -59,7 +60,7 @@ def run(rig, room, runtimes, readings, log, period_s=0.25):
             name = "wire-%s-%s" % (runtime, transport)
             pcap = rig.root / (name + ".pcapng")
             runs = []
-            topic = "maison/%s/valeur" % room
+            topic = topics.of(room, topics.VALUE)
             with capture(pcap, [port]):
                 for client, qos in CLIENTS:
                     cname = "%s-%s-%d" % (name, client.replace(".", "_"), qos)

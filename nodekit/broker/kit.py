@@ -31,7 +31,7 @@ from nodekit.broker import certs, dashboard, passwd
 from nodekit.broker.dashboard import PAGE_DIR, page_listener  # noqa: F401 (kit.PAGE_DIR, kit.page_listener)
 from nodekit.broker.settings import BRIDGE_SECRET, DEFAULTS, KIT_FILE, load_settings  # noqa: F401
 from nodekit.errors import Failure, report
-from nodekit.rules import node_config, platform_of_board
+from nodekit.rules import homeassistant, node_config, platform_of_board, topics
 
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
@@ -209,35 +209,28 @@ def render_conf(out, s, user=None):
                   # The link state in $SYS/broker/connection/<client id>/state, for the dashboard;
                   # the remote account may write maison/# only.
                   "notifications true", "notifications_local_only true",
-                  "topic maison/# out 1", ""]
+                  "topic %s/# out 1" % topics.ROOT, ""]
     return "\n".join(lines)
 
 
-NODE_TOPICS = ("valeur", "humidite", "status", "led", "stats")  # maison/<room>/...: what a node may write
-
-
 def render_acl(s):
+    """Each account's topics, from the board code's own names (lib/node/topics.py)."""
+    every, led_set = "%s/#" % topics.ROOT, topics.of("+", topics.LED_SET)
     lines = ["# Who may do what, written by nodekit.broker.kit from kit.json. Nobody else gets anything.",
              "# Everyone may read the broker's version (make doctor checks it). Mosquitto warns at start",
              "# that this pattern has no %c or %u: on purpose, it is the same topic for every account.",
              "pattern read $SYS/broker/version", "",
-             "user %s" % DASHBOARD, "topic read maison/#", "topic read $SYS/#",
-             "topic write ctrlled", "topic write maison/+/led/set", "",
+             "user %s" % DASHBOARD, "topic read %s" % every, "topic read $SYS/#",
+             "topic write %s" % topics.COMMAND, "topic write %s" % led_set, "",
              # Home Assistant: what its MQTT integration needs, and no more (no ctrlled, no $SYS)
-             "user %s" % HOMEASSISTANT, "topic read maison/#", "topic read homeassistant/#",
-             "topic write maison/+/led/set", ""]
-    from nodekit import rules  # noqa: F401  (puts the board's lib/ on sys.path)
-    from node.homeassistant import PREFIX, object_id
-
+             "user %s" % HOMEASSISTANT, "topic read %s" % every, "topic read %s/#" % homeassistant.PREFIX,
+             "topic write %s" % led_set, ""]
     for room in s["nodes"]:
-        # Exactly the topics a node publishes (lib/node/app.py, session.py, homeassistant.py), not
-        # maison/<room>/#: under a wildcard an account could keep any number of retained messages.
-        lines += ["user %s" % room] + ["topic write maison/%s/%s" % (room, t) for t in NODE_TOPICS] + [
-                  "topic read ctrlled", "topic read maison/%s/led/set" % room,
-                  # Home Assistant discovery ("homeassistant": true in the node's config)
-                  "topic write %s/sensor/%s/valeur/config" % (PREFIX, object_id(room)),
-                  "topic write %s/sensor/%s/humidite/config" % (PREFIX, object_id(room)),
-                  "topic write %s/switch/%s/led/config" % (PREFIX, object_id(room)), ""]
+        # Exactly the topics a node publishes and reads, not maison/<room>/#: under a wildcard
+        # an account could keep any number of retained messages. Discovery: "homeassistant": true.
+        lines += (["user %s" % room] + ["topic write %s" % topics.of(room, t) for t in topics.WRITES]
+                  + ["topic read %s" % t for t in topics.reads(room)]
+                  + ["topic write %s" % t for t in homeassistant.config_topics(room)] + [""])
     return "\n".join(lines)
 
 
@@ -290,10 +283,10 @@ def write_client_options(out, s):
 def client_lines(out, where="pi", room="salon"):
     """The mosquitto_sub/pub lines to print (no password: it is in the option files)."""
     env = "XDG_CONFIG_HOME=%s" % _p(out, CLIENTS, where)
-    return ["%s mosquitto_sub -v -t 'maison/#'" % env,
-            "%s mosquitto_pub -t ctrlled -m 1" % env,
-            "%s mosquitto_pub -t ctrlled -m 0" % env,
-            "%s mosquitto_pub -t maison/%s/led/set -m toggle" % (env, room)]
+    return ["%s mosquitto_sub -v -t '%s/#'" % (env, topics.ROOT),
+            "%s mosquitto_pub -t %s -m 1" % (env, topics.COMMAND),
+            "%s mosquitto_pub -t %s -m 0" % (env, topics.COMMAND),
+            "%s mosquitto_pub -t %s -m toggle" % (env, topics.of(room, topics.LED_SET))]
 
 
 # --- the kit's ports on this machine ----------------------------------------------
@@ -545,8 +538,7 @@ def _signed_by(cert_path, ca_cert):
 def _check_room(room, rooms):
     """The node's own rule (lib/node/config.py), then what the kit's files add: the room is
     the account's name in passwd and acl, and a folder under nodes/."""
-    from node.homeassistant import object_id
-
+    object_id = homeassistant.object_id
     try:
         node_config.check_room(room)
     except ValueError as e:
