@@ -1,4 +1,6 @@
-"""make doctor: a good config passes every check; each fault planted in a real broker
+"""A person whose node does not connect runs make doctor and reads, on one line, what is wrong and how to fix it.
+
+make doctor: a good config passes every check; each fault planted in a real broker
 kit and a real Mosquitto is named on its own line, and the checks stop where the
 next ones would mean nothing."""
 import datetime
