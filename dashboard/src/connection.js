@@ -2,7 +2,15 @@
 // means to a person. The page reconnects by itself, except after a refused login.
 import mqtt from 'mqtt';
 
-export const TOPICS = ['maison/+/valeur', 'maison/+/humidite', 'maison/+/status', 'maison/+/stats', 'maison/+/led'];
+// The node's names on the broker, as the board code defines them (lib/node/topics.py):
+// host_tests/test_layout.py holds the two equal.
+export const NAMES = {
+  root: 'maison', command: 'ctrlled', value: 'valeur', second: 'humidite', status: 'status', led: 'led', stats: 'stats',
+  ledSet: 'led/set',
+};
+// What a node writes, in every room: all the page reads.
+export const LEAVES = [NAMES.value, NAMES.second, NAMES.status, NAMES.stats, NAMES.led];
+export const TOPICS = LEAVES.map((leaf) => `${NAMES.root}/+/${leaf}`);
 const RETRY_S = 5;
 
 export function brokerUrl(settings, loc = window.location) {

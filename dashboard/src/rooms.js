@@ -2,11 +2,14 @@
 // its age, a plot since the page opened, online/offline, health, and the LED switch.
 // Everything from the broker goes into the page as text (textContent), never as HTML.
 import uPlot from 'uplot';
+import { LEAVES, NAMES } from './connection.js';
 import 'uplot/dist/uPlot.min.css';
 
 const MAX_POINTS = 5000; // 7 hours at one reading every 5 s
 const ECHO_WAIT_MS = 10_000;
 const decoder = new TextDecoder();
+// maison/<room>/<leaf>: the room and which of the node's topics
+const TOPIC = new RegExp(`^${NAMES.root}/([^/]+)/(${LEAVES.join('|')})$`);
 
 export function parseReading(text) {
   const t = text.trim();
@@ -84,7 +87,7 @@ class Room {
   clicked(ev) {
     ev.preventDefault();
     const want = this.led === '1' ? '0' : '1';
-    if (!this.publish(`maison/${this.name}/led/set`, want)) {
+    if (!this.publish(`${NAMES.root}/${this.name}/${NAMES.ledSet}`, want)) {
       this.note.textContent = 'Not connected to the broker: nothing sent.';
       return;
     }
@@ -195,7 +198,7 @@ export class Rooms {
   }
 
   handle(topic, payload) {
-    const m = /^maison\/([^/]+)\/(valeur|humidite|status|stats|led)$/.exec(topic);
+    const m = TOPIC.exec(topic);
     if (!m || payload.length > 4096) return;
     const [, name, what] = m;
     const text = decoder.decode(payload);
@@ -207,17 +210,17 @@ export class Rooms {
       this.container.insertBefore(room.card, after ? this.rooms.get(after).card : null);
       this.update();
     }
-    if (what === 'valeur') room.addReading(text);
-    else if (what === 'humidite') room.addHumidity(text);
-    else if (what === 'status') room.setStatus(text.trim());
-    else if (what === 'stats') room.setStats(text);
+    if (what === NAMES.value) room.addReading(text);
+    else if (what === NAMES.second) room.addHumidity(text);
+    else if (what === NAMES.status) room.setStatus(text.trim());
+    else if (what === NAMES.stats) room.setStats(text);
     else room.setLed(text.trim());
   }
 
   // ctrlled, as in the seeds: every node at once. On when every LED we know of is on.
   allClicked(ev) {
     ev.preventDefault();
-    this.publish('ctrlled', this.allOn() ? '0' : '1');
+    this.publish(NAMES.command, this.allOn() ? '0' : '1');
   }
 
   allOn() {

@@ -1,6 +1,8 @@
 """make bench's output: the table on screen and in results.md, results.json, and the plots."""
 import json
 
+from nodekit.rules import topics
+
 TARGETS = {"a_p99_ms": 5.0, "b_p99_ms": 20.0, "cadence_max_ms": 10.0}
 RT = {"cpython": "CPython", "micropython": "MicroPython VM"}
 
@@ -136,8 +138,8 @@ def table(res):
     add("")
     lat = [r for r in res.get("latency", []) if "a_ms" in r]
     if lat:
-        add("Command latency over TLS, period %s s, commands on maison/<room>/led/set at random times (ms):" %
-            lat[0]["period_s"])
+        add("Command latency over TLS, period %s s, commands on %s at random times (ms):" %
+            (lat[0]["period_s"], topics.of("<room>", topics.LED_SET)))
         add("")
         add("| runtime | loop | commands | (a) in the board p50 / p99 / max | (b) client to echo p50 / p99 / max |")
         add("| --- | --- | --- | --- | --- |")

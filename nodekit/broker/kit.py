@@ -194,7 +194,7 @@ def render_conf(out, s, user=None):
     if b:
         # Out only: the remote gets a copy, nothing it publishes comes back to the nodes. A fixed
         # client id with cleansession false: QoS 1 copies queue while the link is down.
-        lines += ["# A copy of everything under maison/ to a remote broker, over TLS (make broker BRIDGE_HOST=...)",
+        lines += ["# A copy of everything under %s/ to a remote broker, over TLS (make broker BRIDGE_HOST=...)" % topics.ROOT,
                   "connection %s" % b["name"], "address %s:%d" % (b["host"], b["port"]),
                   "bridge_cafile %s" % _p(out, b["cafile"]),
                   "bridge_insecure false",  # the remote's certificate must name b["host"]
@@ -669,7 +669,7 @@ def main(argv=None):
     b.add_argument("--key-type", choices=("rsa", "ec"))
     b.add_argument("--renew", action="store_true")
     b.add_argument("--new-ca", action="store_true")
-    g = b.add_argument_group("bridge", "a copy of maison/# to a remote broker over TLS (kept until --no-bridge)")
+    g = b.add_argument_group("bridge", "a copy of %s/# to a remote broker over TLS (kept until --no-bridge)" % topics.ROOT)
     g.add_argument("--bridge-host", help="the remote broker's name, as its certificate gives it")
     g.add_argument("--bridge-port", type=int, help="default 8883")
     g.add_argument("--bridge-ca", help="the remote's CA certificate (PEM or DER; copied into the kit); "
@@ -707,8 +707,8 @@ def main(argv=None):
                   ", WebSockets on %d" % s["ws_port"] if s["ws_port"] else ""))
             b = s["bridge"]
             if b:  # never the password
-                print("kit: bridge %r: maison/# copied to %s:%d%s, its CA in %s" % (
-                      b["name"], b["host"], b["port"], " as %s" % b["user"] if b.get("user") else "",
+                print("kit: bridge %r: %s/# copied to %s:%d%s, its CA in %s" % (
+                      b["name"], topics.ROOT, b["host"], b["port"], " as %s" % b["user"] if b.get("user") else "",
                       _p(a.out, b["cafile"])))
             print("kit: watch it and drive the nodes from this PC (the password stays in %s):\n  %s"
                   % (_p(a.out, CLIENTS), "\n  ".join(client_lines(a.out, "pi")[:2])))
