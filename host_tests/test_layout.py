@@ -49,25 +49,25 @@ def _strings(path):
 
 
 def test_the_pc_side_never_spells_out_a_topic():
-    pattern = re.compile(r"%s/|^%s$" % (topics.ROOT, topics.COMMAND))
+    pattern = re.compile(r"%s/|^%s$" % (rules.ROOT, topics.COMMAND))
     found = ["%s: %r" % (p.relative_to(REPO), s) for p in sorted(NODEKIT.rglob("*.py"))
              if "simboard" not in p.parts for s in _strings(p) if pattern.search(s)]
-    assert found == [], "take them from nodekit.rules.topics (lib/node/topics.py)"
+    assert found == [], "take them from nodekit.rules (lib/node/topics.py)"
 
 
 def test_the_dashboard_uses_the_board_codes_names():
     js = (REPO / "dashboard" / "src" / "connection.js").read_text()
     names = dict(re.findall(r"(\w+): '([^']*)'", re.search(r"export const NAMES = \{(.*?)\};", js, re.S).group(1)))
-    assert names == {"root": topics.ROOT, "command": topics.COMMAND, "value": topics.VALUE,
-                     "second": topics.SECOND, "status": topics.STATUS, "led": topics.LED,
+    topic = {k: "%s/%%s/%s" % (names["root"], v) for k, v in names.items() if k not in ("root", "command")}
+    assert names["command"] == topics.COMMAND
+    assert topic == {"value": topics.VALUE, "second": topics.SECOND, "status": topics.STATUS, "led": topics.LED,
                      "stats": topics.STATS, "ledSet": topics.LED_SET}
     leaves = re.search(r"export const LEAVES = \[(.*?)\];", js).group(1)
-    assert sorted(re.findall(r"NAMES\.(\w+)", leaves)) == sorted(
-        k for k, v in names.items() if v in topics.WRITES)
+    assert sorted(topic[k] for k in re.findall(r"NAMES\.(\w+)", leaves)) == sorted(topics.WRITES)
     for src in sorted((REPO / "dashboard" / "src").glob("*.js")):  # nowhere else
         text = src.read_text() if src.name != "connection.js" else js.split("export const NAMES")[0]
         code = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("//"))
-        assert not re.search(r"'%s/|'%s'" % (topics.ROOT, topics.COMMAND), code), src.name
+        assert not re.search(r"'%s/|'%s'" % (rules.ROOT, topics.COMMAND), code), src.name
 
 
 def test_the_simulated_board_knows_the_chips_the_images_are_for():

@@ -34,7 +34,7 @@ from nodekit.broker import certs
 from nodekit.errors import Failure, report
 # The node's own validation and names, so doctor and board say the same thing (rules puts
 # the board's lib/ on sys.path; node.tls, like config, imports nothing of MicroPython's).
-from nodekit.rules import homeassistant, node_config, topics
+from nodekit.rules import homeassistant, node_config, reads, topics
 from node import tls as node_tls  # noqa: E402  (after nodekit.rules)
 
 TIMEOUT_S = 10  # for every connect, handshake and answer
@@ -527,15 +527,15 @@ class Probe5:
         body = self._wait(5)
         return body[2] if len(body) > 2 else 0
 
-    def subscribe(self, topics, qos=1):
+    def subscribe(self, names, qos=1):
         """SUBSCRIBE; return one reason code per topic (0-2: the QoS granted)."""
-        self._send(0x82, self._mid() + b"\x00" + b"".join(self._str(t) + bytes([qos]) for t in topics))
+        self._send(0x82, self._mid() + b"\x00" + b"".join(self._str(t) + bytes([qos]) for t in names))
         body = self._wait(9)
         _, plen = Properties(PacketTypes.SUBACK).unpack(body[2:])
         return list(body[2 + plen:])
 
-    def unsubscribe(self, topics):
-        self._send(0xA2, self._mid() + b"\x00" + b"".join(self._str(t) for t in topics))
+    def unsubscribe(self, names):
+        self._send(0xA2, self._mid() + b"\x00" + b"".join(self._str(t) for t in names))
         self._wait(11)
 
     def drain(self):
@@ -570,13 +570,13 @@ def run_probe(cfg, ctx, addr):
             return res
         # The topics the node writes and reads (lib/node/topics.py).
         dht = cfg["sensor"]["type"][:3] == "dht"  # a DHT's humidity (node/app.py t_second)
-        writes = [topics.of(room, t) for t in (topics.VALUE, topics.STATUS, topics.LED)
+        writes = [t % room for t in (topics.VALUE, topics.STATUS, topics.LED)
                   + ((topics.SECOND,) if dht else ())]
         if cfg["homeassistant"]:  # the discovery topics, named by the node's own code
             writes += homeassistant.config_topics(room, dht)
         res["publish"] = [(t, p.publish_unreleased(t)) for t in writes]
-        reads = list(topics.reads(room)) + [VERSION_TOPIC]
-        res["subscribe"] = list(zip(reads, p.subscribe(reads)))
+        subs = list(reads(room)) + [VERSION_TOPIC]
+        res["subscribe"] = list(zip(subs, p.subscribe(subs)))
         p.drain()
         p.unsubscribe([VERSION_TOPIC])  # the node's subscriptions are its own; this one is the probe's
         res["received"] = dict(p.received)
@@ -613,7 +613,7 @@ def report_probe(r, cfg, ident, res, login_rc):
         r.fail("subscribe", "the broker refuses %s a subscription to %s (SUBACK %s): commands would never "
                "reach the node; its acl needs `topic read %s` under "
                "`user %s`" % (who, ", ".join(t for t, _ in refused), _code(PacketTypes.SUBACK, refused[0][1]),
-                              "` and `topic read ".join(topics.reads(room)), ident or "..."))
+                              "` and `topic read ".join(reads(room)), ident or "..."))
     else:
         # Mosquitto 2.0's acl_file grants every SUBSCRIBE (v5 SUBACK included) and checks
         # read permission only when a message is delivered; the node's account may not

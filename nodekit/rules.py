@@ -2,7 +2,7 @@
 
 - a node's config.json checked by the node's own validation (lib/node/config.py), so
   `make flash`, `make deploy`, `make doctor` and the board say the same thing about one file;
-- the names on the broker (lib/node/topics.py: `rules.topics.of(room, topics.VALUE)`), from which
+- the names on the broker (lib/node/topics.py: `topics.VALUE % room`), from which
   the kit writes each account's ACL and the doctor and the bench know what to look at;
 - what a room may be called (node/config.py check_room) and Home Assistant's ids for it;
 - the chips and the port whose rules a board profile follows (firmware/boards.json)."""
@@ -15,6 +15,13 @@ if str(REPO / "lib") not in sys.path:
     sys.path.insert(0, str(REPO / "lib"))
 from node import config as node_config  # noqa: E402  (imports only json)
 from node import homeassistant, topics  # noqa: E402,F401  (the topics, Home Assistant's ids)
+
+ROOT = topics.VALUE.split("/", 1)[0]  # "maison": every node's own topics are under ROOT/<room>/
+
+
+def reads(room):
+    """What a node subscribes to (session.py): all its account may read."""
+    return (topics.COMMAND, topics.LED_SET % room)
 
 
 def platform_of(path):

@@ -61,8 +61,8 @@ class Node:
         # What Home Assistant discovery describes (node/homeassistant.py), if it is on
         self._ha = {k: cfg[k] for k in ("room", "board", "payload", "sensor")} if cfg["homeassistant"] else None
         room = cfg["room"]
-        self.t_value = topics.of(room, topics.VALUE).encode()
-        self.t_led = topics.of(room, topics.LED).encode()
+        self.t_value = (topics.VALUE % room).encode()
+        self.t_led = (topics.LED % room).encode()
         # The LED the commands switch: off at power-on (active_low: lit when the pin is low).
         self._led_low = cfg["led"]["active_low"]
         self._led_pin = machine.Pin(cfg["led"]["pin"], machine.Pin.OUT, value=1 if self._led_low else 0)
@@ -70,7 +70,7 @@ class Node:
         # () -> a reading; a probe's second quantity of the same measure, on its own topic; what
         # asks a probe ahead of each reading (node/sensor.py)
         self.read, self.read2, self.start_read = sensor.make(cfg["sensor"])
-        self.t_second = topics.of(room, topics.SECOND).encode() if self.read2 else None
+        self.t_second = (topics.SECOND % room).encode() if self.read2 else None
         self._part = 0  # 1 while the oldest slot's reading is delivered and its second is not
         # Stable across reboots: the room plus the chip's own id.
         self.client_id = cfg["mqtt"]["client_id"] or "%s-%s" % (room, hexlify(machine.unique_id()).decode())
@@ -81,7 +81,7 @@ class Node:
         self.wifi = Wifi(cfg["wifi"], lambda attempt: backoff_ms(attempt, cap), cfg["mqtt"]["host"])
         self.stats = Stats()
         self.stats.unit = cfg["sensor"]["unit"]
-        self.t_stats = topics.of(room, topics.STATS).encode()
+        self.t_stats = (topics.STATS % room).encode()
         unload("topics")
         self.seq = 0
         self.is_int = None  # the sensor's kind of number, learnt from its first reading

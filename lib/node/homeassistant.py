@@ -18,7 +18,7 @@ def object_id(room):
     and its check for two rooms sharing an id use this too. Worked on the UTF-8 bytes, as
     MicroPython's isalpha() knows ASCII only: séjour is maison_sejour on both runtimes."""
     b = room.encode()
-    out = bytearray(topics.ROOT.encode() + b"_")
+    out = bytearray(b"maison_")
     for i, c in enumerate(b):
         if c < 0x80:
             out.append(c if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"_-" else 95)
@@ -30,20 +30,20 @@ def object_id(room):
 def configs(cfg, uid):
     """[(topic, payload)] for the sensor and the switch."""
     room = cfg["room"]
-    device = {"identifiers": [topics.ROOT + "-" + uid], "name": topics.ROOT + " " + room,
+    device = {"identifiers": ["maison-" + uid], "name": "maison " + room,
               "model": cfg["board"] or sys.platform, "sw_version": __version__}
-    common = {"availability_topic": topics.of(room, topics.STATUS), "payload_available": "online",
+    common = {"availability_topic": topics.STATUS % room, "payload_available": "online",
               "payload_not_available": "offline", "device": device}
     as_json = cfg["payload"] == "json"
     kind = cfg["sensor"]["type"]
     second = kind[:3] == "dht"  # a DHT's humidity, on its own topic
     where = config_topics(room, second)
-    out = [(where[0], _sensor(common, topics.VALUE, uid, room, as_json, None if kind == "adc" else "temperature",
+    out = [(where[0], _sensor(common, "valeur", topics.VALUE, uid, room, as_json, None if kind == "adc" else "temperature",
                               cfg["sensor"].get("unit")))]
     if second:
-        out.append((where[1], _sensor(common, topics.SECOND, uid, room, as_json, "humidity", "%")))
-    switch = dict(common, name="LED", unique_id=uid + "_led", command_topic=topics.of(room, topics.LED_SET),
-                  state_topic=topics.of(room, topics.LED), payload_on="ON", payload_off="OFF", state_on="1",
+        out.append((where[1], _sensor(common, "humidite", topics.SECOND, uid, room, as_json, "humidity", "%")))
+    switch = dict(common, name="LED", unique_id=uid + "_led", command_topic=topics.LED_SET % room,
+                  state_topic=topics.LED % room, payload_on="ON", payload_off="OFF", state_on="1",
                   state_off="0", qos=1)
     out.append((where[-1], dumps(switch)))
     return out
@@ -53,15 +53,15 @@ def config_topics(room, second=True):
     """The discovery topics the node writes (its sensor, a DHT's humidity, its switch): the
     kit's ACL gives each node exactly these."""
     node = object_id(room)
-    out = ["%s/sensor/%s/%s/config" % (PREFIX, node, topics.VALUE)]
+    out = ["%s/sensor/%s/valeur/config" % (PREFIX, node)]
     if second:
-        out.append("%s/sensor/%s/%s/config" % (PREFIX, node, topics.SECOND))
-    out.append("%s/switch/%s/%s/config" % (PREFIX, node, topics.LED))
+        out.append("%s/sensor/%s/humidite/config" % (PREFIX, node))
+    out.append("%s/switch/%s/led/config" % (PREFIX, node))
     return out
 
 
-def _sensor(common, name, uid, room, as_json, device_class, unit):
-    s = dict(common, name=name, unique_id=uid + "_" + name, state_topic=topics.of(room, name),
+def _sensor(common, name, topic, uid, room, as_json, device_class, unit):
+    s = dict(common, name=name, unique_id=uid + "_" + name, state_topic=topic % room,
              state_class="measurement")
     if as_json:
         s["value_template"] = "{{ value_json.value }}"

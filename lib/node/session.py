@@ -286,8 +286,8 @@ class Session:
         from node import topics  # loaded by app.Node, which drops it once built
 
         room = cfg["room"]
-        self.t_status = topics.of(room, topics.STATUS).encode()
-        self.subscriptions = tuple(t.encode() for t in topics.reads(room))
+        self.t_status = (topics.STATUS % room).encode()
+        self.subscriptions = (topics.COMMAND.encode(), (topics.LED_SET % room).encode())
         wrap = None
         if m["tls"]:
             from node import tls

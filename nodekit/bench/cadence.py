@@ -62,7 +62,7 @@ def run_one(rig, room, runtime, period_s, periods, log, name=None):
 
     name = name or "cadence-%s-%s" % (runtime, str(period_s).replace(".", "_"))
     cfg = rig.variant(room, name, plaintext=True, period_s=period_s, payload="json")
-    topic = topics.of(room, topics.VALUE)
+    topic = topics.VALUE % room
     pcap = rig.root / (name + ".pcapng")
     w = rig.watcher
     with capture(pcap, [rig.local_port]):

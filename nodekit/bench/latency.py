@@ -38,7 +38,7 @@ def run_one(rig, room, runtime, client, commands, period_s, gap_s, seed, log):
     """One board (client "node" or "naive") on the TLS port, `commands` commands."""
     name = "lat-%s-%s" % (client, runtime)
     cfg = rig.variant(room, name, period_s=period_s, stats_s=3600)
-    t_set, t_led, t_val = (topics.of(room, t) for t in (topics.LED_SET, topics.LED, topics.VALUE))
+    t_set, t_led, t_val = (t % room for t in (topics.LED_SET, topics.LED, topics.VALUE))
     min_len = 4 + len(t_set) + 1 + AEAD_MIN  # header, topic length, topic, one payload byte
     pcap = rig.root / (name + ".pcapng")
     w = rig.watcher

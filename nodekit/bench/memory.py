@@ -149,7 +149,7 @@ def trial(rig, room, client, transport, code, heap, timeout=20.0, chip="esp8266"
     name = "mem-%s-%s-%s-%s-%d" % (chip, client, transport, code, heap)
     cfg = rig.variant(room, name, period_s=0.2, stats_s=3600, plaintext=transport == "plain", board=chip)
     w = rig.watcher
-    t_val, t_set, t_led = (topics.of(room, t) for t in (topics.VALUE, topics.LED_SET, topics.LED))
+    t_val, t_set, t_led = (t % room for t in (topics.VALUE, topics.LED_SET, topics.LED))
     k, kl = w.count(t_val), w.count(t_led)
     kw = _layout_env(rig, code) if client == "node" else {"lib": rig.lib()}
     rom = kw.pop("rom_bytes", 0)
@@ -220,7 +220,7 @@ def free_at(rig, room, chip, code, transport, heap, seconds, log, reconnects=0, 
     cfg = rig.variant(room, name, **dict(dict(period_s=0.5, stats_s=1, backoff_max_s=1, plaintext=transport == "plain",
                       board=chip), **probe))
     w = rig.watcher
-    t_stats, t_set = topics.of(room, topics.STATS), topics.of(room, topics.LED_SET)
+    t_stats, t_set = topics.STATS % room, topics.LED_SET % room
     k = w.count(t_stats)
     kw = _layout_env(rig, code)
     board = rig.board(cfg, "micropython", name, heap=heap + kw.pop("rom_bytes", 0), hw_mpy=True, **kw)
@@ -319,7 +319,7 @@ def steady(rig, room, seconds, heap, log, stop=None):
     name = "heap-steady"
     cfg = rig.variant(room, name, period_s=0.5, stats_s=1)
     w = rig.watcher
-    t_stats, t_set = topics.of(room, topics.STATS), topics.of(room, topics.LED_SET)
+    t_stats, t_set = topics.STATS % room, topics.LED_SET % room
     total = heap_total(heap)
     k = w.count(t_stats)
     board = rig.board(cfg, "micropython", name, heap=heap, lib=rig.lib(), hw_mpy=True)

@@ -139,7 +139,7 @@ def table(res):
     lat = [r for r in res.get("latency", []) if "a_ms" in r]
     if lat:
         add("Command latency over TLS, period %s s, commands on %s at random times (ms):" %
-            (lat[0]["period_s"], topics.of("<room>", topics.LED_SET)))
+            (lat[0]["period_s"], topics.LED_SET % "<room>"))
         add("")
         add("| runtime | loop | commands | (a) in the board p50 / p99 / max | (b) client to echo p50 / p99 / max |")
         add("| --- | --- | --- | --- | --- |")

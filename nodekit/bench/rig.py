@@ -66,7 +66,7 @@ class Watcher:
         self.c.loop_start()
         # Not the command topics (led/set): their copy would queue behind the broker's next
         # write to this client, and Mosquitto's sockets wait for an ACK (Nagle) before sending it.
-        for topic in (topics.of("+", t) for t in (topics.VALUE, topics.LED, topics.STATS)):
+        for topic in (t % "+" for t in (topics.VALUE, topics.LED, topics.STATS)):
             self.c.subscribe(topic, qos=0)
             subscribed.get(timeout=10)
 

@@ -16,7 +16,7 @@ VARIANTS = (("cpython", "py"), ("micropython", "py"), ("micropython", "mpy"))
 
 def run(rig, room, repeats, log):
     w = rig.watcher
-    topic = topics.of(room, topics.VALUE)
+    topic = topics.VALUE % room
     out = []
     for runtime, code in VARIANTS:
         for transport in ("tls", "plain"):

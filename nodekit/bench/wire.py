@@ -60,7 +60,7 @@ def run(rig, room, runtimes, readings, log, period_s=0.25):
             name = "wire-%s-%s" % (runtime, transport)
             pcap = rig.root / (name + ".pcapng")
             runs = []
-            topic = topics.of(room, topics.VALUE)
+            topic = topics.VALUE % room
             with capture(pcap, [port]):
                 for client, qos in CLIENTS:
                     cname = "%s-%s-%d" % (name, client.replace(".", "_"), qos)

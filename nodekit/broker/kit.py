@@ -31,7 +31,7 @@ from nodekit.broker import certs, dashboard, passwd
 from nodekit.broker.dashboard import PAGE_DIR, page_listener  # noqa: F401 (kit.PAGE_DIR, kit.page_listener)
 from nodekit.broker.settings import BRIDGE_SECRET, DEFAULTS, KIT_FILE, load_settings  # noqa: F401
 from nodekit.errors import Failure, report
-from nodekit.rules import homeassistant, node_config, platform_of_board, topics
+from nodekit.rules import ROOT, homeassistant, node_config, platform_of_board, reads, topics
 
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
@@ -194,7 +194,7 @@ def render_conf(out, s, user=None):
     if b:
         # Out only: the remote gets a copy, nothing it publishes comes back to the nodes. A fixed
         # client id with cleansession false: QoS 1 copies queue while the link is down.
-        lines += ["# A copy of everything under %s/ to a remote broker, over TLS (make broker BRIDGE_HOST=...)" % topics.ROOT,
+        lines += ["# A copy of everything under %s/ to a remote broker, over TLS (make broker BRIDGE_HOST=...)" % ROOT,
                   "connection %s" % b["name"], "address %s:%d" % (b["host"], b["port"]),
                   "bridge_cafile %s" % _p(out, b["cafile"]),
                   "bridge_insecure false",  # the remote's certificate must name b["host"]
@@ -209,13 +209,13 @@ def render_conf(out, s, user=None):
                   # The link state in $SYS/broker/connection/<client id>/state, for the dashboard;
                   # the remote account may write maison/# only.
                   "notifications true", "notifications_local_only true",
-                  "topic %s/# out 1" % topics.ROOT, ""]
+                  "topic %s/# out 1" % ROOT, ""]
     return "\n".join(lines)
 
 
 def render_acl(s):
     """Each account's topics, from the board code's own names (lib/node/topics.py)."""
-    every, led_set = "%s/#" % topics.ROOT, topics.of("+", topics.LED_SET)
+    every, led_set = "%s/#" % ROOT, topics.LED_SET % "+"
     lines = ["# Who may do what, written by nodekit.broker.kit from kit.json. Nobody else gets anything.",
              "# Everyone may read the broker's version (make doctor checks it). Mosquitto warns at start",
              "# that this pattern has no %c or %u: on purpose, it is the same topic for every account.",
@@ -228,8 +228,8 @@ def render_acl(s):
     for room in s["nodes"]:
         # Exactly the topics a node publishes and reads, not maison/<room>/#: under a wildcard
         # an account could keep any number of retained messages. Discovery: "homeassistant": true.
-        lines += (["user %s" % room] + ["topic write %s" % topics.of(room, t) for t in topics.WRITES]
-                  + ["topic read %s" % t for t in topics.reads(room)]
+        lines += (["user %s" % room] + ["topic write %s" % (t % room) for t in topics.WRITES]
+                  + ["topic read %s" % t for t in reads(room)]
                   + ["topic write %s" % t for t in homeassistant.config_topics(room)] + [""])
     return "\n".join(lines)
 
@@ -283,10 +283,10 @@ def write_client_options(out, s):
 def client_lines(out, where="pi", room="salon"):
     """The mosquitto_sub/pub lines to print (no password: it is in the option files)."""
     env = "XDG_CONFIG_HOME=%s" % _p(out, CLIENTS, where)
-    return ["%s mosquitto_sub -v -t '%s/#'" % (env, topics.ROOT),
+    return ["%s mosquitto_sub -v -t '%s/#'" % (env, ROOT),
             "%s mosquitto_pub -t %s -m 1" % (env, topics.COMMAND),
             "%s mosquitto_pub -t %s -m 0" % (env, topics.COMMAND),
-            "%s mosquitto_pub -t %s -m toggle" % (env, topics.of(room, topics.LED_SET))]
+            "%s mosquitto_pub -t %s -m toggle" % (env, topics.LED_SET % room)]
 
 
 # --- the kit's ports on this machine ----------------------------------------------
@@ -669,7 +669,7 @@ def main(argv=None):
     b.add_argument("--key-type", choices=("rsa", "ec"))
     b.add_argument("--renew", action="store_true")
     b.add_argument("--new-ca", action="store_true")
-    g = b.add_argument_group("bridge", "a copy of %s/# to a remote broker over TLS (kept until --no-bridge)" % topics.ROOT)
+    g = b.add_argument_group("bridge", "a copy of %s/# to a remote broker over TLS (kept until --no-bridge)" % ROOT)
     g.add_argument("--bridge-host", help="the remote broker's name, as its certificate gives it")
     g.add_argument("--bridge-port", type=int, help="default 8883")
     g.add_argument("--bridge-ca", help="the remote's CA certificate (PEM or DER; copied into the kit); "
@@ -708,7 +708,7 @@ def main(argv=None):
             b = s["bridge"]
             if b:  # never the password
                 print("kit: bridge %r: %s/# copied to %s:%d%s, its CA in %s" % (
-                      b["name"], topics.ROOT, b["host"], b["port"], " as %s" % b["user"] if b.get("user") else "",
+                      b["name"], ROOT, b["host"], b["port"], " as %s" % b["user"] if b.get("user") else "",
                       _p(a.out, b["cafile"])))
             print("kit: watch it and drive the nodes from this PC (the password stays in %s):\n  %s"
                   % (_p(a.out, CLIENTS), "\n  ".join(client_lines(a.out, "pi")[:2])))

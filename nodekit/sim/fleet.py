@@ -139,7 +139,7 @@ class Witness:
         self.c.tls_set(ca_certs=os.path.join(out, "ca.pem"))
         self.c.username_pw_set(dash["user"], dash["password"])
         self.c.on_message = self._message
-        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(topics.of("+", topics.VALUE), qos=1)
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(topics.VALUE % "+", qos=1)
         self.c.on_subscribe = lambda *a: self._ready.set()
         self.c.connect(host, port)
         self.c.loop_start()
@@ -420,7 +420,7 @@ def run_sim(n, runtime="cpython", heap=None, config=None, work=None):
         where = "here" if first["host"] in ("localhost", "127.0.0.1") else "pi"
         print("fleet: watch the readings in another terminal (the password stays in the option files):\n\n"
               "  XDG_CONFIG_HOME=%s mosquitto_sub -v -t '%s'\n"
-              % (os.path.relpath(os.path.join(out, kit.CLIENTS, where)), topics.of("+", topics.VALUE)))
+              % (os.path.relpath(os.path.join(out, kit.CLIENTS, where)), topics.VALUE % "+"))
         fleet = Fleet(configs, work, runtime, heap)
         rooms = [c.parent.name for c in configs]
         print("fleet: starting %d nodes on %s (%d at a time); logs in %s/boards; Ctrl-C stops them"

@@ -45,13 +45,13 @@ def run(duration, runtime, seed=None, period=0.5, out=sys.stdout):
 
     def on_message(c, u, m):
         with lock:
-            (stats if m.topic == topics.of("salon", topics.STATS) else seen).append(json.loads(m.payload))
+            (stats if m.topic == topics.STATS % "salon" else seen).append(json.loads(m.payload))
 
     sub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="soak-witness", clean_session=False)
     sub.tls_set(ca_certs=os.path.join(kdir, "ca.pem"))
     sub.username_pw_set(dash["user"], dash["password"])
     sub.on_message = on_message
-    sub.on_connect = lambda c, u, f, rc, p: c.subscribe([(topics.of("salon", topics.VALUE), 1), (topics.of("salon", topics.STATS), 1)])
+    sub.on_connect = lambda c, u, f, rc, p: c.subscribe([(topics.VALUE % "salon", 1), (topics.STATS % "salon", 1)])
     sub.connect("localhost", s["tools_port"])
     sub.loop_start()
     log = open(work / "node.log", "wb")
