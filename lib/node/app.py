@@ -2,6 +2,7 @@
 # applied the moment they arrive, and the links (Wi-Fi, broker) remade when
 # they break, without ever blocking the schedule or losing a reading.
 import gc
+import random
 import sys
 import time
 from binascii import hexlify
@@ -17,10 +18,10 @@ def _imports():
     """The modules the running node needs, imported once the config is read and checked
     (node/start.py loads it first, with nothing else in the heap, then drops it): so the
     config's big messages and the rest of the node are never in RAM together."""
-    global commands, sensor, Backlog, Session, backoff_ms, describe, Wifi
+    global commands, sensor, Backlog, Session, describe, Wifi
     from node import commands, sensor
     from node.backlog import Backlog
-    from node.session import Session, backoff_ms, describe
+    from node.session import Session, describe
     from node.wifi import Wifi
 
 
@@ -38,6 +39,27 @@ _CMD_WINDOW_MS = const(1000)
 _CMD_TOLD = const(10)
 _SAVE_MS = const(1000)
 _START_MS = const(760)  # a DS18B20 is asked this long before each reading: its 750 ms conversion (node/probes.py)
+
+
+class Retry:
+    """The node's whole reconnect policy, one per link (Wi-Fi, the clock, the broker), in two
+    hooks as umqtt.robust keeps its own: delay() is the wait before the next attempt, a capped
+    exponential backoff with jitter, so an access point or a broker that comes back is not met
+    by every node at once; done() says the link worked, and the count starts again. When a
+    link has worked is the link's to say: Wi-Fi once joined, the broker once a connection has
+    lived _SHORT_LIFE_MS (Node._schedule_retry), the clock never needs it (set once)."""
+
+    def __init__(self, cap_ms):
+        self.cap_ms = cap_ms
+        self.attempt = 0
+
+    def delay(self):
+        d = min(self.cap_ms, 1000 << min(self.attempt, 16))
+        self.attempt += 1
+        return d // 2 + random.getrandbits(20) % (d // 2 + 1)
+
+    def done(self):
+        self.attempt = 0
 
 
 class Node:
@@ -77,8 +99,7 @@ class Node:
         self.session = Session(cfg, self.client_id, self.on_message, self.on_puback)
         gc.collect()
         self.backlog = Backlog(cfg["buffer"], self.read2 is not None)
-        cap = cfg["backoff_max_ms"]
-        self.wifi = Wifi(cfg["wifi"], lambda attempt: backoff_ms(attempt, cap), cfg["mqtt"]["host"])
+        self.wifi = Wifi(cfg["wifi"], Retry(cfg["backoff_max_ms"]), cfg["mqtt"]["host"])
         self.stats = Stats()
         self.stats.unit = cfg["sensor"]["unit"]
         self.t_stats = (topics.STATS % room).encode()
@@ -324,15 +345,14 @@ class Node:
         return in_a_row
 
     def _schedule_retry(self, lived_ms=0):
-        """The node's whole reconnect policy: when to try the broker again. At once after a
-        connection that had lived a while (the attempt count starts again); else after a
-        growing, jittered backoff (session.backoff_ms), so that a broker that refuses us, or
-        accepts then drops us, never gets a storm."""
+        """When to try the broker again (Retry): at once after a connection that had lived a
+        while, which is the broker link working; else after the backoff, so that a broker that
+        refuses us, or accepts then drops us, never gets a storm."""
         if lived_ms >= _SHORT_LIFE_MS:
-            self._attempt = delay = 0
+            self._retry.done()
+            delay = 0
         else:
-            delay = backoff_ms(self._attempt, self.backoff_max_ms)
-            self._attempt += 1
+            delay = self._retry.delay()
             log("mqtt", "next attempt in %d.%d s", delay // 1000, delay % 1000 // 100)
         self._retry_at = time.ticks_add(time.ticks_ms(), delay)
 
@@ -355,9 +375,8 @@ class Node:
 
     def run(self):
         period = self.period_ms
-        cap = self.backoff_max_ms
         stats_ms = self.stats_ms
-        self._attempt = 0
+        self._retry = Retry(self.backoff_max_ms)
         self._retry_at = time.ticks_ms()
         t_next = time.ticks_ms()
         t_stats = time.ticks_add(t_next, stats_ms)
@@ -369,7 +388,8 @@ class Node:
 
             if clock.is_set():
                 clock = _forget_clock()
-        clock_at, clock_try = t_next, 0
+        clock_at = t_next
+        clock_retry = Retry(self.backoff_max_ms) if clock else None
         asked = False  # the probe asked ahead of the next reading (self.start_read)
         # Fed when the loop comes round (and by the session as packets arrive): a hang
         # anywhere resets the board, while Wi-Fi or broker outages, which the loop rides
@@ -414,8 +434,7 @@ class Node:
                 continue
             if clock:
                 if time.ticks_diff(now, clock_at) >= 0:  # one query, at most ntptime.timeout (1 s)
-                    delay = backoff_ms(clock_try, cap)
-                    clock_try += 1
+                    delay = clock_retry.delay()
                     clock_at = time.ticks_add(time.ticks_ms(), delay)
                     if clock.sync(self._ntp_host, delay):
                         clock = _forget_clock()

@@ -1,7 +1,6 @@
 # The MQTT session: connect over TLS with umqtt.simple, subscribe to the
 # command topics, publish, and wait on the socket for what the broker sends.
 import gc
-import random
 import select
 import sys
 import time
@@ -255,12 +254,6 @@ class _Client(MQTTClient):
         elif topic is not None:
             self.cb(topic, msg, op & 1)  # (op & 1: retained, from the broker's store)
         return op
-
-
-def backoff_ms(attempt, cap_ms=60000):
-    """Capped exponential backoff with jitter, so a broker restart brings no storm."""
-    d = min(cap_ms, 1000 << min(attempt, 16))
-    return d // 2 + random.getrandbits(20) % (d // 2 + 1)
 
 
 def describe(e, host, port):

@@ -38,11 +38,11 @@ def _reason(status):
 
 
 class Wifi:
-    def __init__(self, cfg, backoff, host=None):
+    def __init__(self, cfg, retry, host=None):
         self.ssid = cfg["ssid"]
         self._password = cfg["password"]
         self._keep_ap = cfg.get("ap", False)
-        self._backoff = backoff  # backoff(attempt) -> ms
+        self._retry = retry  # the node's reconnect policy (app.Retry): delay() before a rejoin, done() once joined
         self.wlan = None
         self._ready = False
         self._joining = False
@@ -51,7 +51,6 @@ class Wifi:
         self._said = None   # ESP32: the reason last logged while the driver rejoins
         self._since = 0
         self._retry_at = time.ticks_ms()
-        self._attempt = 0
         self.losses = 0
         if host and sys.platform == "esp8266" and host.lower().endswith(".local"):
             # lwIP on the ESP8266 asks DNS only: getaddrinfo fails with OSError(-2).
@@ -86,8 +85,7 @@ class Wifi:
             if self._was_up:
                 self._was_up = False
                 self.losses += 1
-            delay = self._backoff(self._attempt)
-            self._attempt += 1
+            delay = self._retry.delay()
             self._retry_at = time.ticks_add(now, delay)
             log("wifi", "Wi-Fi error: %s; trying again in %d.%d s", e, delay // 1000, delay % 1000 // 100)
             if self.wlan and self._ready:
@@ -104,7 +102,7 @@ class Wifi:
                 log("wifi", "connected to '%s', address %s", self.ssid, w.ifconfig()[0])
                 self._was_up = True
                 self._joining = False
-                self._attempt = 0
+                self._retry.done()
                 self._said = None
             return True
         if self._was_up:
@@ -130,8 +128,7 @@ class Wifi:
                 return False
             w.disconnect()
             self._joining = False
-            delay = self._backoff(self._attempt)
-            self._attempt += 1
+            delay = self._retry.delay()
             self._retry_at = time.ticks_add(now, delay)
             log("wifi", "%s ('%s'); retrying in %d.%d s", reason or "no connection after %d s" % (_JOIN_TIMEOUT_MS // 1000),
                 self.ssid, delay // 1000, delay % 1000 // 100)
