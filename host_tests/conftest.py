@@ -25,6 +25,13 @@ from nodekit.sim import compat  # noqa: E402
 
 compat.install()
 
+# The tests press Ctrl-C (SIGINT to a process group) as a person at a terminal does. A test
+# run started in the background by a script (`make test &`, no job control) inherits SIGINT
+# ignored, and an ignored signal stays ignored in every process it starts: those presses
+# would do nothing. The terminal's default, then, for what the tests start.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 RUNTIMES = ["cpython", "micropython"]
 DELETE = object()  # node_config(key=DELETE) removes the key
 
