@@ -367,7 +367,7 @@ def steady(rig, room, seconds, heap, log, stop=None):
 def main(argv=None):
     """python -m nodekit.bench.memory [--board esp8266] [--transport tls] [--client node]
     [--code mpy] [--step 1024]: one smallest-heap bisection against a fresh broker kit (how
-    host_tests/test_memory.py's bound was measured); --table: make bench's whole memory table."""
+    host_tests/node/test_memory.py's bound was measured); --table: make bench's whole memory table."""
     import argparse
     import pathlib
     import shutil
