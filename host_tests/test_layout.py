@@ -5,8 +5,10 @@ figures); the names on the broker are lib/node/topics.py's.
 """
 import ast
 import json
-import pathlib
+import os
 import re
+import subprocess
+import sys
 
 from nodekit import REPO, layout, rules
 from nodekit.rules import topics
@@ -36,6 +38,17 @@ def test_each_room_says_what_is_in_it():
 def test_the_tools_have_one_error_type():
     # doctor.Fail is a check's verdict (printed as a FAIL line), never a tool's error.
     assert SURVEY["errors"] == ["nodekit.doctor.Fail", "nodekit.errors.Failure"]
+
+
+def test_a_tools_error_is_one_line_and_its_traceback_comes_when_asked():
+    argv = [sys.executable, "-m", "nodekit.board.flash", "firmware", "--board", "esp99"]
+    r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == "make firmware: BOARD=esp99: unknown board (known: %s)\n" % ", ".join(
+        json.loads((REPO / "firmware" / "boards.json").read_text())["boards"])
+    r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60, env=dict(os.environ, DEBUG="1"))
+    assert r.returncode == 1 and "Traceback" in r.stderr
+    assert "nodekit.errors.Failure: BOARD=esp99: unknown board" in r.stderr
 
 
 def _strings(path):

@@ -2,7 +2,7 @@
 imports only rooms above it in this list (nodekit/layout.py checks it, host_tests/test_layout.py
 holds it).
 
-    errors.py   the one error the tools raise, printed one way (make flash: board: ...)
+    errors.py   the one error the tools raise, printed one way (make flash: BOARD=esp99: ...)
     rules.py    the board code's own rules as the PC takes them: the config check, the
                 topics and what each node may do on them, the room names, the chips
     system.py   the system packages a command needs (apt-get), before the virtualenv

@@ -3,8 +3,8 @@
 # nodekit/rules.py (the kit's accounts and ACL, the doctor, the bench, the tests), and a test
 # holds the dashboard's to them. What a room may be called is config.py's check_room().
 # Few names, and formats longer than 10 characters, which MicroPython does not intern: each
-# interned name is heap for good, and 18 more would double the qstr pool before the first
-# TLS handshake (host_tests/node/test_memory.py). Imported while the node is built, then
+# interned name is heap for good, and the node is a few names short of a qstr pool doubling
+# before its first TLS handshake (host_tests/node/test_memory.py says how many). Imported while the node is built, then
 # dropped (app.py): only the topics' bytes stay.
 COMMAND = "ctrlled"  # every node's LED at once: mosquitto_pub -t ctrlled -m 1
 

@@ -272,12 +272,9 @@ class Rig:
 
     def hardware(self):
         """The simulated board (start script, hardware and frozen stand-ins) compiled to .mpy."""
-        try:
-            if self._twins is None:
-                self._twins = simnode.frozen_twins()
-            return simnode.compile_simboard(self.root / "hardware", skip=self._twins)
-        except Failure as e:
-            raise Failure(str(e))
+        if self._twins is None:
+            self._twins = simnode.frozen_twins()
+        return simnode.compile_simboard(self.root / "hardware", skip=self._twins)
 
     def board(self, cfg_path, runtime, name, **kw):
         b = Board(self, cfg_path, runtime, name, **kw)
